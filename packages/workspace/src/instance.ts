@@ -1,0 +1,219 @@
+import { randomUUID } from "node:crypto";
+import { readFileSync, readlinkSync } from "node:fs";
+import { hostname } from "node:os";
+import * as path from "node:path";
+import lockfile from "proper-lockfile";
+import { z } from "zod";
+import { WorkspaceError, describeError, errnoCode } from "./errors.ts";
+import { type FsPort, nodeFsPort } from "./fs-port.ts";
+import { INSTANCES_DIR } from "./paths.ts";
+
+/** Liveness timing. A live instance refreshes its lock every `heartbeatMs`; one silent for `staleMs` is dead. */
+export interface LivenessOptions {
+  /** A lock not refreshed for this long proves its owner dead. Default 60,000 ms (1 min); minimum 2,000. */
+  staleMs?: number | undefined;
+  /** How often the owner refreshes its lock. Default staleMs / 6; between 1,000 and staleMs / 2. */
+  heartbeatMs?: number | undefined;
+}
+
+export const DEFAULT_STALE_MS = 60_000; // 1 min: far above any event-loop stall we expect
+
+export interface InstanceOptions extends LivenessOptions {
+  /** The ephemeral root this instance creates leases in. */
+  root: string;
+  fs?: FsPort | undefined;
+  /** Called when the heartbeat lock is lost (e.g. the event loop stalled past staleMs). */
+  onCompromised?: ((error: WorkspaceError) => void) | undefined;
+}
+
+/** A running gateway (or test) that owns leases in a root, proven alive by a held, refreshed lock. */
+export interface InstanceHandle {
+  readonly id: string;
+  readonly root: string;
+  /** Trash entries this instance is deleting right now: the collector leaves them alone. */
+  readonly busyTrash: Set<string>;
+  readonly closed: boolean;
+  /** Drops the lock and the instance record. Leases left behind become collectable. Idempotent. */
+  close(): Promise<void>;
+}
+
+const instanceInfoSchema = z.strictObject({
+  v: z.literal(1),
+  id: z.string(),
+  pid: z.int().nonnegative(),
+  host: z.string(),
+  bootId: z.string().nullable(),
+  pidNs: z.string().nullable(),
+  startedAt: z.int(),
+});
+type InstanceInfo = z.infer<typeof instanceInfoSchema>;
+
+function resolveTiming(options: LivenessOptions): { staleMs: number; heartbeatMs: number } {
+  const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
+  if (!Number.isInteger(staleMs) || staleMs < 2000) {
+    throw new WorkspaceError("WS_INVALID_OPTIONS", `staleMs must be an integer of at least 2000, got ${staleMs}`);
+  }
+  const heartbeatMs = options.heartbeatMs ?? Math.max(1000, Math.floor(staleMs / 6));
+  if (!Number.isInteger(heartbeatMs) || heartbeatMs < 1000 || heartbeatMs > staleMs / 2) {
+    throw new WorkspaceError("WS_INVALID_OPTIONS", `heartbeatMs must be an integer between 1000 and staleMs / 2 (${staleMs / 2}), got ${heartbeatMs}`);
+  }
+  return { staleMs, heartbeatMs };
+}
+
+function infoPath(root: string, id: string): string {
+  return path.join(root, INSTANCES_DIR, `${id}.json`);
+}
+function lockPath(root: string, id: string): string {
+  return path.join(root, INSTANCES_DIR, `${id}.lock`);
+}
+
+let machine: { host: string; bootId: string | null; pidNs: string | null } | undefined;
+/** What makes a pid meaningful: same host, same boot, same pid namespace (Linux). */
+function machineIdentity(): { host: string; bootId: string | null; pidNs: string | null } {
+  if (machine === undefined) {
+    let bootId: string | null = null;
+    let pidNs: string | null = null;
+    try {
+      bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+      pidNs = readlinkSync("/proc/self/ns/pid");
+    } catch {
+      // Not Linux: no pid fast path; liveness rests on the lock alone.
+    }
+    machine = { host: hostname(), bootId, pidNs };
+  }
+  return machine;
+}
+
+/** Registers a live instance in `<root>/.instances/`: an info file and a lock refreshed every heartbeatMs. */
+export async function registerInstance(options: InstanceOptions): Promise<InstanceHandle> {
+  const fs = options.fs ?? nodeFsPort;
+  const { staleMs, heartbeatMs } = resolveTiming(options);
+  const id = randomUUID();
+  const dir = path.join(options.root, INSTANCES_DIR);
+  const ident = machineIdentity();
+  const info: InstanceInfo = { v: 1, id, pid: process.pid, host: ident.host, bootId: ident.bootId, pidNs: ident.pidNs, startedAt: Date.now() };
+  let unlock: () => Promise<void>;
+  try {
+    await fs.promises.mkdir(dir, { mode: 0o700 }).catch((error: unknown) => {
+      if (errnoCode(error) !== "EEXIST") throw error;
+    });
+    await fs.promises.writeFile(infoPath(options.root, id), JSON.stringify(info), { flag: "wx", mode: 0o600 });
+    unlock = await lockfile.lock(infoPath(options.root, id), {
+      lockfilePath: lockPath(options.root, id),
+      realpath: false,
+      stale: staleMs,
+      update: heartbeatMs,
+      retries: 0,
+      fs: fs.lockFs,
+      onCompromised: (error: Error) => {
+        handle.lost = true;
+        options.onCompromised?.(
+          new WorkspaceError("WS_INSTANCE_LOCK_FAILED", `The liveness lock of instance ${id} was lost (${describeError(error)})`, { cause: error }),
+        );
+      },
+    });
+  } catch (error) {
+    throw new WorkspaceError("WS_INSTANCE_LOCK_FAILED", `Cannot register instance ${id} in "${dir}" (${errnoCode(error) ?? describeError(error)})`, {
+      cause: error,
+      path: dir,
+    });
+  }
+  let closing: Promise<void> | undefined;
+  const handle = {
+    id,
+    root: options.root,
+    busyTrash: new Set<string>(),
+    closed: false,
+    lost: false,
+    close(): Promise<void> {
+      closing ??= (async () => {
+        handle.closed = true;
+        if (!handle.lost) await unlock().catch(() => undefined);
+        await fs.promises.rm(infoPath(options.root, id), { force: true }).catch(() => undefined);
+      })();
+      return closing;
+    },
+  };
+  return handle;
+}
+
+export interface LivenessProbe {
+  /** True unless the instance is proven dead. Results are not cached. */
+  isAlive(instanceId: string): Promise<boolean>;
+}
+
+/**
+ * Decides whether an instance is alive. Dead means proven: its lock is missing or has not been
+ * refreshed for staleMs; or, on the same host, boot and pid namespace, its process is gone.
+ * Anything unclear (unreadable files, foreign host with a fresh lock) counts as alive.
+ */
+export function createLivenessProbe(options: { root: string; fs?: FsPort | undefined } & LivenessOptions): LivenessProbe {
+  const fs = options.fs ?? nodeFsPort;
+  const { staleMs } = resolveTiming(options);
+  return {
+    async isAlive(instanceId) {
+      if (!/^[a-z0-9-]{8,64}$/.test(instanceId)) return false;
+      let locked: boolean;
+      try {
+        locked = await lockfile.check(infoPath(options.root, instanceId), {
+          lockfilePath: lockPath(options.root, instanceId),
+          realpath: false,
+          stale: staleMs,
+          fs: fs.lockFs,
+        });
+      } catch {
+        return true;
+      }
+      if (!locked) return false;
+      const info = await readInstanceInfo(fs, options.root, instanceId);
+      if (info === null) return true;
+      const here = machineIdentity();
+      if (info.host === here.host && info.bootId !== null && info.bootId === here.bootId && info.pidNs !== null && info.pidNs === here.pidNs) {
+        return pidExists(info.pid);
+      }
+      return true;
+    },
+  };
+}
+
+async function readInstanceInfo(fs: FsPort, root: string, id: string): Promise<InstanceInfo | null> {
+  try {
+    const st = await fs.promises.lstat(infoPath(root, id));
+    if (!st.isFile() || st.size > 4096) return null;
+    const parsed = instanceInfoSchema.safeParse(JSON.parse(await fs.promises.readFile(infoPath(root, id), "utf8")));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errnoCode(error) !== "ESRCH";
+  }
+}
+
+/** Instance ids that have a record or a lock in the root. */
+export async function listInstanceIds(fs: FsPort, root: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(path.join(root, INSTANCES_DIR));
+  } catch {
+    return [];
+  }
+  const ids = new Set<string>();
+  for (const name of names) {
+    const match = /^([a-z0-9-]{8,64})\.(json|lock)$/.exec(name);
+    if (match?.[1] !== undefined) ids.add(match[1]);
+  }
+  return [...ids];
+}
+
+/** Removes a dead instance's record and lock. Callers must have proven it dead. */
+export async function forgetInstance(fs: FsPort, root: string, id: string): Promise<void> {
+  await fs.promises.rm(lockPath(root, id), { recursive: true, force: true });
+  await fs.promises.rm(infoPath(root, id), { force: true });
+}

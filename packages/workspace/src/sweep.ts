@@ -1,0 +1,251 @@
+import * as path from "node:path";
+import pLimit from "p-limit";
+import lockfile from "proper-lockfile";
+import { WorkspaceError, describeError, errnoCode } from "./errors.ts";
+import { type FsPort, nodeFsPort } from "./fs-port.ts";
+import { type InstanceHandle, type LivenessOptions, type LivenessProbe, createLivenessProbe, forgetInstance, listInstanceIds } from "./instance.ts";
+import { readMarker } from "./marker.ts";
+import { COLLECTOR_LOCK, INSTANCES_DIR, TRASH_PREFIX, randomSuffix } from "./paths.ts";
+import { removeTree, safeRemove } from "./remove.ts";
+import { verifyPrivateRoot } from "./root.ts";
+
+export interface SweepOptions extends LivenessOptions {
+  /** The ephemeral root to walk. A missing root is an empty sweep; an unsafe one is refused (WS_ROOT_UNSAFE). */
+  root: string;
+  /** The sweeping instance, whose own leases are alive by definition. */
+  instance?: InstanceHandle | undefined;
+  /** Decide and return the plan, delete nothing. Default false. */
+  dryRun?: boolean | undefined;
+  /** Entries inspected or removed at once. Default 8 (1–64). */
+  concurrency?: number | undefined;
+  /** Called after each entry is decided (phase `scan`) and after each removal (phase `reclaim`). */
+  onProgress?: ((progress: SweepProgress) => void) | undefined;
+  fs?: FsPort | undefined;
+}
+
+export type SweepEntryKind = "lease" | "trash" | "unknown";
+export type SweepAction = "reclaim" | "keep" | "report";
+
+export interface SweepEntry {
+  readonly name: string;
+  readonly path: string;
+  readonly kind: SweepEntryKind;
+  /** reclaim: ours and dead; keep: ours and alive; report: not provably ours, never deleted. */
+  readonly action: SweepAction;
+  /** Why this action, in words. */
+  readonly reason: string;
+  readonly instanceId?: string | undefined;
+  readonly leaseId?: string | undefined;
+  readonly key?: string | undefined;
+  readonly createdAt?: number | undefined;
+  /** For reclaim entries of a real run: what removal did. `planned` in a dry run. */
+  outcome?: "planned" | "removed" | "gone" | "refused" | "failed" | "trashed" | undefined;
+  error?: WorkspaceError | undefined;
+}
+
+export interface SweepProgress {
+  readonly phase: "scan" | "reclaim";
+  readonly done: number;
+  readonly total: number;
+  readonly entry: SweepEntry;
+}
+
+export interface SweepResult {
+  readonly root: string;
+  readonly dryRun: boolean;
+  readonly entries: SweepEntry[];
+  /** Reclaim entries removed (or already gone); in a dry run, the number planned. */
+  readonly reclaimed: number;
+  readonly kept: number;
+  readonly reported: number;
+  /** Reclaim entries that could not be removed (refused, failed, or left as trash). */
+  readonly failed: number;
+  /** Records of dead instances that had nothing left and were forgotten. */
+  readonly forgottenInstances: number;
+  readonly durationMs: number;
+}
+
+const LIVE_NAMES = new Set([INSTANCES_DIR, `${COLLECTOR_LOCK}.lock`]);
+
+/**
+ * The collector. Walks an ephemeral root and reclaims a directory only when it can prove it is
+ * ours and dead: a valid marker naming this directory (same name, device and inode) whose owner
+ * instance is proven dead, or a `.trash-*` entry whose owner is dead (or is us and idle).
+ * Everything else is kept or reported, never deleted. One collector per root at a time
+ * (WS_GC_BUSY otherwise); bounded concurrency; a dry run returns the exact plan.
+ */
+export async function sweep(options: SweepOptions): Promise<SweepResult> {
+  const started = performance.now();
+  const fs = options.fs ?? nodeFsPort;
+  const root = path.resolve(options.root);
+  const dryRun = options.dryRun ?? false;
+  const concurrency = options.concurrency ?? 8;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
+    throw new WorkspaceError("WS_INVALID_OPTIONS", `concurrency must be an integer from 1 to 64, got ${concurrency}`);
+  }
+  const empty = (): SweepResult => ({ root, dryRun, entries: [], reclaimed: 0, kept: 0, reported: 0, failed: 0, forgottenInstances: 0, durationMs: performance.now() - started });
+  try {
+    await fs.promises.lstat(root);
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT") return empty();
+  }
+  await verifyPrivateRoot(fs, root, "refuse");
+
+  const unlock = await takeCollectorLock(fs, root, options);
+  try {
+    const probe = createLivenessProbe({ root, fs, staleMs: options.staleMs, heartbeatMs: options.heartbeatMs });
+    const alive = memoizeLiveness(probe, options.instance);
+    const limit = pLimit(concurrency);
+    const names = (await fs.promises.readdir(root)).filter((name) => !LIVE_NAMES.has(name));
+    let scanned = 0;
+    const entries = await Promise.all(
+      names.map((name) =>
+        limit(async () => {
+          const entry = await classify(fs, root, name, alive, options.instance);
+          options.onProgress?.({ phase: "scan", done: ++scanned, total: names.length, entry });
+          return entry;
+        }),
+      ),
+    );
+    const toReclaim = entries.filter((entry) => entry.action === "reclaim");
+    let removed = 0;
+    await Promise.all(
+      toReclaim.map((entry) =>
+        limit(async () => {
+          if (dryRun) entry.outcome = "planned";
+          else await reclaim(fs, root, entry, options.instance?.id ?? `collector-${randomSuffix(8)}`);
+          options.onProgress?.({ phase: "reclaim", done: ++removed, total: toReclaim.length, entry });
+        }),
+      ),
+    );
+    const forgottenInstances = dryRun ? 0 : await forgetDeadInstances(fs, root, entries, alive);
+    const ok = (entry: SweepEntry): boolean => entry.outcome === "removed" || entry.outcome === "gone" || entry.outcome === "planned";
+    return {
+      root,
+      dryRun,
+      entries,
+      reclaimed: toReclaim.filter(ok).length,
+      kept: entries.filter((entry) => entry.action === "keep").length,
+      reported: entries.filter((entry) => entry.action === "report").length,
+      failed: toReclaim.filter((entry) => !ok(entry)).length,
+      forgottenInstances,
+      durationMs: performance.now() - started,
+    };
+  } finally {
+    await unlock();
+  }
+}
+
+async function takeCollectorLock(fs: FsPort, root: string, options: SweepOptions): Promise<() => Promise<void>> {
+  const file = path.join(root, COLLECTOR_LOCK);
+  try {
+    return await lockfile.lock(file, {
+      lockfilePath: `${file}.lock`,
+      realpath: false,
+      retries: 0,
+      stale: options.staleMs ?? 60_000,
+      fs: fs.lockFs,
+      // Losing the collector lock mid-sweep only risks a second collector deciding the same way.
+      onCompromised: () => undefined,
+    });
+  } catch (error) {
+    if (errnoCode(error) === "ELOCKED") {
+      throw new WorkspaceError("WS_GC_BUSY", `Another collector is sweeping "${root}"`, { cause: error, path: root });
+    }
+    throw new WorkspaceError("WS_ROOT_UNAVAILABLE", `Cannot take the collector lock in "${root}" (${errnoCode(error) ?? describeError(error)})`, { cause: error, path: root });
+  }
+}
+
+function memoizeLiveness(probe: LivenessProbe, self: InstanceHandle | undefined): (id: string) => Promise<boolean> {
+  const cache = new Map<string, Promise<boolean>>();
+  return (id) => {
+    if (self !== undefined && id === self.id) return Promise.resolve(!self.closed);
+    let known = cache.get(id);
+    if (known === undefined) {
+      known = probe.isAlive(id);
+      cache.set(id, known);
+    }
+    return known;
+  };
+}
+
+const TRASH_NAME = /^\.trash-([a-z0-9-]{8,64})-[a-z0-9]{10}$/;
+
+async function classify(
+  fs: FsPort,
+  root: string,
+  name: string,
+  alive: (id: string) => Promise<boolean>,
+  self: InstanceHandle | undefined,
+): Promise<SweepEntry> {
+  const entryPath = path.join(root, name);
+  const base = { name, path: entryPath };
+  let st;
+  try {
+    st = await fs.promises.lstat(entryPath, { bigint: true });
+  } catch (error) {
+    return { ...base, kind: "unknown", action: "report", reason: `cannot inspect (${errnoCode(error) ?? "error"})` };
+  }
+  if (st.isSymbolicLink()) return { ...base, kind: "unknown", action: "report", reason: "symlink: not ours to delete" };
+  if (!st.isDirectory()) return { ...base, kind: "unknown", action: "report", reason: "not a directory" };
+
+  if (name.startsWith(TRASH_PREFIX)) {
+    const owner = TRASH_NAME.exec(name)?.[1];
+    if (owner === undefined) return { ...base, kind: "unknown", action: "report", reason: "trash-like name not made by ocgw" };
+    if (self !== undefined && owner === self.id) {
+      return self.busyTrash.has(entryPath)
+        ? { ...base, kind: "trash", action: "keep", reason: "being deleted by this instance", instanceId: owner }
+        : { ...base, kind: "trash", action: "reclaim", reason: "left over by this instance", instanceId: owner };
+    }
+    return (await alive(owner))
+      ? { ...base, kind: "trash", action: "keep", reason: "its instance is alive and may be deleting it", instanceId: owner }
+      : { ...base, kind: "trash", action: "reclaim", reason: "trash of a dead instance", instanceId: owner };
+  }
+
+  const read = await readMarker(fs, entryPath);
+  if (!read.ok) return { ...base, kind: "unknown", action: "report", reason: read.reason };
+  const marker = read.marker;
+  const details = { instanceId: marker.instanceId, leaseId: marker.leaseId, key: marker.key, createdAt: marker.createdAt };
+  if (marker.name !== name || marker.dev !== st.dev.toString() || marker.ino !== st.ino.toString()) {
+    return { ...base, ...details, kind: "unknown", action: "report", reason: "marker belongs to another directory (copied or moved)" };
+  }
+  return (await alive(marker.instanceId))
+    ? { ...base, ...details, kind: "lease", action: "keep", reason: "owner instance is alive" }
+    : { ...base, ...details, kind: "lease", action: "reclaim", reason: "owner instance is dead" };
+}
+
+async function reclaim(fs: FsPort, root: string, entry: SweepEntry, trashTag: string): Promise<void> {
+  if (entry.kind === "trash") {
+    try {
+      await removeTree(fs, root, entry.path, trashTag);
+      entry.outcome = "removed";
+    } catch (error) {
+      entry.outcome = "failed";
+      entry.error = new WorkspaceError("WS_REMOVE_FAILED", `Cannot delete the trash entry "${entry.path}" (${errnoCode(error) ?? describeError(error)})`, { cause: error, path: entry.path });
+    }
+    return;
+  }
+  // Re-read right before removal: the identity in the marker is what safeRemove must find.
+  const read = await readMarker(fs, entry.path);
+  if (!read.ok) {
+    entry.outcome = read.reason === "no marker" ? "gone" : "refused";
+    return;
+  }
+  const result = await safeRemove({ fs, root, target: entry.path, identity: { dev: read.marker.dev, ino: read.marker.ino }, trashTag });
+  entry.outcome = result.outcome;
+  if ("error" in result) entry.error = result.error;
+}
+
+/** Forgets dead instances' records once nothing of theirs is left in the root. */
+async function forgetDeadInstances(fs: FsPort, root: string, entries: SweepEntry[], alive: (id: string) => Promise<boolean>): Promise<number> {
+  const stillReferenced = new Set(
+    entries.filter((entry) => entry.outcome !== "removed" && entry.outcome !== "gone").flatMap((entry) => (entry.instanceId === undefined ? [] : [entry.instanceId])),
+  );
+  let forgotten = 0;
+  for (const id of await listInstanceIds(fs, root)) {
+    if (stillReferenced.has(id) || (await alive(id))) continue;
+    await forgetInstance(fs, root, id).catch(() => undefined);
+    forgotten += 1;
+  }
+  return forgotten;
+}

@@ -1,0 +1,21 @@
+import { defineConfig } from "vitest/config";
+
+// Two cores on the reference machine: a small fork pool keeps real-fs and child-process tests
+// from starving each other. Tests never assert on wall-clock speed (that lives in `npm run bench`).
+export default defineConfig({
+  test: {
+    include: ["packages/*/test/**/*.test.ts"],
+    pool: "forks",
+    maxWorkers: 2,
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    coverage: {
+      provider: "v8",
+      include: ["packages/*/src/**/*.ts"],
+      reporter: ["text-summary", "text"],
+      thresholds: {
+        "packages/workspace/src/**": { lines: 90 },
+      },
+    },
+  },
+});
