@@ -1,4 +1,4 @@
-import * as nodeFs from "node:fs";
+import nodeFs from "node:fs";
 import * as nodeFsPromises from "node:fs/promises";
 import { dir as tmpDir } from "tmp-promise";
 

@@ -16,7 +16,7 @@ export interface WorkspaceRequest {
    */
   seedFrom?: string | undefined;
   /**
-   * Called with the path a new directory will have, before it is created, so that a caller can
+   * Called with the path a new directory will have (null for none), before it is created, so that a caller can
    * record the lease first (a crash in between then leaves nothing the caller cannot see).
    * A rejection aborts the acquire with nothing created.
    */
@@ -25,7 +25,8 @@ export interface WorkspaceRequest {
 
 export interface PlannedLease {
   readonly leaseId: string;
-  readonly path: string;
+  /** The directory the lease will have; null for the none provider. */
+  readonly path: string | null;
   readonly key: string;
 }
 

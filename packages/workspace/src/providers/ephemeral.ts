@@ -156,15 +156,15 @@ export async function createEphemeralProvider(options: EphemeralProviderOptions 
     root,
     instance,
     acquire,
-    release(lease, reason) {
+    async release(lease, reason) {
       assertLeaseKind(lease, "ephemeral");
       if (lease.path === null || !isDirectChild(root, lease.path)) {
-        return Promise.resolve({
+        return {
           leaseId: lease.leaseId,
           reason,
           outcome: "refused",
           error: new WorkspaceError("WS_OUTSIDE_ROOT", `Refusing to release "${lease.path}": it is not directly inside "${root}"`, { path: lease.path ?? undefined }),
-        });
+        };
       }
       const pending = releasing.get(lease.leaseId);
       if (pending !== undefined) return pending;

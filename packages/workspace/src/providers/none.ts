@@ -22,8 +22,10 @@ export function createNoneProvider(options: NoneProviderOptions = {}): Workspace
     async acquire(request) {
       if (closed) throw new WorkspaceError("WS_CLOSED", "This none provider is closed");
       assertKey(request.key);
+      const leaseId = randomUUID();
+      await request.beforeCreate?.({ leaseId, path: null, key: request.key });
       const lease: WorkspaceLease = {
-        leaseId: randomUUID(),
+        leaseId,
         kind: "none",
         key: request.key,
         agentId: normalizeAgentId(request.agentId ?? defaultAgentId),

@@ -1,0 +1,126 @@
+import * as nodeFs from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { Volume, createFsFromVolume } from "memfs";
+import { onTestFinished } from "vitest";
+import type { FsPort } from "../src/fs-port.ts";
+
+/**
+ * A fresh real directory for one test, removed when the test finishes (set OCGW_KEEP_TMP=1 to
+ * keep it for debugging). Everything a test creates on the real disk lives below it.
+ */
+export async function tempDir(prefix = "ocgw-ws-"): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  onTestFinished(async () => {
+    if (process.env.OCGW_KEEP_TMP === "1") return;
+    // A test may leave 0000 directories behind on purpose; root removes them anyway.
+    await rm(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+/** Every path below `dir`, relative, sorted; links listed, never followed. */
+export function listTree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (current: string): void => {
+    for (const entry of nodeFs.readdirSync(current, { withFileTypes: true })) {
+      const full = path.join(current, entry.name);
+      out.push(path.relative(dir, full));
+      if (entry.isDirectory() && !entry.isSymbolicLink()) walk(full);
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+/** The fs port over a memfs volume: what fault and permission tests run against. */
+export function memfsPort(vol: InstanceType<typeof Volume> = new Volume()): { port: FsPort; vol: InstanceType<typeof Volume> } {
+  const fs = createFsFromVolume(vol);
+  const promises = fs.promises as unknown as FsPort["promises"];
+  const port: FsPort = {
+    promises,
+    lockFs: fs as unknown as FsPort["lockFs"],
+    constants: nodeFs.constants,
+    async createLeaseDir(root, name) {
+      await promises.mkdir(path.join(root, name), { mode: 0o700 });
+    },
+  };
+  return { port, vol };
+}
+
+export type FaultOp = "createLeaseDir" | keyof FsPort["promises"];
+
+/** A system error as Node raises it. */
+export function sysError(code: string, op: string, target: string): NodeJS.ErrnoException {
+  const error = new Error(`${code}: injected failure, ${op} '${target}'`) as NodeJS.ErrnoException;
+  error.code = code;
+  error.syscall = op;
+  error.path = target;
+  return error;
+}
+
+/**
+ * Wraps a port so that chosen operations fail with an errno code, optionally only for paths that
+ * match. `faults` is live: tests switch faults on and off between steps.
+ */
+export function withFaults(port: FsPort): { port: FsPort; faults: Map<FaultOp, { code: string; match?: (target: string) => boolean }> } {
+  const faults = new Map<FaultOp, { code: string; match?: (target: string) => boolean }>();
+  const check = (op: FaultOp, target: unknown): void => {
+    const fault = faults.get(op);
+    const where = typeof target === "string" ? target : String(target);
+    if (fault !== undefined && (fault.match === undefined || fault.match(where))) throw sysError(fault.code, op, where);
+  };
+  const promises = new Proxy(port.promises, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== "function") return value;
+      return async (...args: unknown[]) => {
+        check(prop as FaultOp, args[0]);
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return {
+    faults,
+    port: {
+      ...port,
+      promises,
+      async createLeaseDir(root, name) {
+        check("createLeaseDir", path.join(root, name));
+        await port.createLeaseDir(root, name);
+      },
+    },
+  };
+}
+
+/** Keys that must never escape, collide or break a name. */
+export const HOSTILE_KEYS: readonly string[] = [
+  "../../etc",
+  "/abs",
+  "/abs/path",
+  "a/b",
+  "a_b",
+  "A/B",
+  "..",
+  ".",
+  "a..b",
+  "a\u0000b",
+  "line\nbreak",
+  "carriage\rreturn",
+  "\u001b[31mansi",
+  "x".repeat(300),
+  "y".repeat(5000),
+  "😀".repeat(64),
+  "CON",
+  "nul.txt",
+  "trailing.",
+  "trailing ",
+  "C:\\x",
+  "..\\..\\x",
+  "-rf",
+  "café".normalize("NFC"),
+  "café".normalize("NFD"),
+  "Main",
+  "main",
+];
