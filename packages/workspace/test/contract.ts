@@ -106,17 +106,15 @@ export function testWorkspaceProvider(name: string, create: (base: string) => Pr
     it("calls beforeCreate before any directory exists, and a failing hook creates nothing", async () => {
       const { provider, base } = await subject();
       const before = listTree(base);
-      const seen: { path: string; existed: boolean }[] = [];
+      const seen: { path: string | null; existed: boolean }[] = [];
       const lease = await provider.acquire({
         key: "hooked",
         beforeCreate: async (planned) => {
           expect(planned.key).toBe("hooked");
-          seen.push({ path: planned.path, existed: await lstat(planned.path).then(() => true, () => false) });
+          seen.push({ path: planned.path, existed: planned.path !== null && (await lstat(planned.path).then(() => true, () => false)) });
         },
       });
-      if (flags.hasPath) {
-        expect(seen).toEqual([{ path: lease.path, existed: false }]);
-      }
+      expect(seen).toEqual([{ path: lease.path, existed: false }]);
       await provider.release(lease, "delete");
       const afterFirst = listTree(base);
 

@@ -52,6 +52,9 @@ export async function createEphemeralProvider(options: EphemeralProviderOptions 
   if (options.instance !== undefined && options.liveness !== undefined) {
     throw new WorkspaceError("WS_INVALID_OPTIONS", "Pass either instance or liveness, not both: liveness only applies to an instance the provider registers");
   }
+  if (options.root !== undefined && !path.isAbsolute(options.root)) {
+    throw new WorkspaceError("WS_INVALID_OPTIONS", `The ephemeral root "${options.root}" is not an absolute path`, { path: options.root });
+  }
   const root = path.resolve(options.root ?? defaultEphemeralRoot());
   if (options.instance !== undefined && path.resolve(options.instance.root) !== root) {
     throw new WorkspaceError("WS_INVALID_OPTIONS", `The instance belongs to "${options.instance.root}", not to "${root}"`);
@@ -64,6 +67,8 @@ export async function createEphemeralProvider(options: EphemeralProviderOptions 
   const uid = currentUid();
 
   const live = new Map<string, WorkspaceLease>();
+  /** Acquires under way: they count against maxLeases before they reach `live`. */
+  let acquiring = 0;
   const releasing = new Map<string, Promise<ReleaseResult>>();
   let closed = false;
 
@@ -85,9 +90,18 @@ export async function createEphemeralProvider(options: EphemeralProviderOptions 
   async function acquire(request: Parameters<WorkspaceProvider["acquire"]>[0]): Promise<WorkspaceLease> {
     if (closed) throw new WorkspaceError("WS_CLOSED", `The ephemeral provider for "${root}" is closed`);
     assertKey(request.key);
-    if (live.size >= maxLeases) {
-      throw new WorkspaceError("WS_LIMIT_REACHED", `The ephemeral provider holds ${live.size} live leases, its maximum`);
+    if (live.size + acquiring >= maxLeases) {
+      throw new WorkspaceError("WS_LIMIT_REACHED", `The ephemeral provider holds ${live.size} live leases (${acquiring} more being acquired), its maximum`);
     }
+    acquiring += 1;
+    try {
+      return await createLease(request);
+    } finally {
+      acquiring -= 1;
+    }
+  }
+
+  async function createLease(request: Parameters<WorkspaceProvider["acquire"]>[0]): Promise<WorkspaceLease> {
     await checkRoot();
     const agentId = normalizeAgentId(request.agentId ?? defaultAgentId);
     const leaseId = randomUUID();

@@ -1,0 +1,321 @@
+import { createHash } from "node:crypto";
+import { GatewayError } from "../errors.ts";
+import type { AgentRunner, HistoryTurn } from "../runners/index.ts";
+import type { WorkspaceLifecycle } from "../sessions/workspaces.ts";
+import type { MessageRecord, RunKind, RunRecord, Store, WorkspaceMode } from "../store/index.ts";
+
+export type RunEndStatus = "ok" | "error" | "aborted" | "timeout";
+
+export interface RunResult {
+  readonly runId: string;
+  readonly sessionKey: string;
+  readonly status: RunEndStatus;
+  readonly text: string;
+  readonly errorMessage: string | null;
+  readonly startedAt: number;
+  readonly endedAt: number;
+  readonly stopReason: string;
+}
+
+export interface SubmitInput {
+  runId: string;
+  kind: RunKind;
+  sessionKey: string;
+  agentId: string;
+  message: string;
+  /** The session's workspace mode; `useWorkspace: false` runs this turn with none. */
+  mode: WorkspaceMode;
+  useWorkspace: boolean;
+  /** Run budget; default the configured runner timeout. */
+  timeoutMs?: number | undefined;
+}
+
+export type SubmitOutcome =
+  | { state: "started"; run: RunHandle }
+  | { state: "in_flight"; run: RunHandle }
+  | { state: "cached"; record: RunRecord };
+
+export interface RunHandle {
+  readonly runId: string;
+  readonly sessionKey: string;
+  readonly agentId: string;
+  readonly acceptedAt: number;
+  readonly done: Promise<RunResult>;
+}
+
+export interface RunEvents {
+  chat(payload: Record<string, unknown>): void;
+  agent(payload: Record<string, unknown>): void;
+}
+
+export interface RunManagerOptions {
+  store: Store;
+  lifecycle: WorkspaceLifecycle;
+  runner: AgentRunner;
+  events: RunEvents;
+  /** `runner.timeoutMs`: a run's budget when the call names none. */
+  defaultTimeoutMs: number;
+  /** Earlier turns handed to the runner, at most. Default 50. */
+  historyTurns?: number | undefined;
+  log?(line: string): void;
+}
+
+export interface RunManager {
+  /** Admits a run, or answers a replay of its idempotencyKey. Throws IDEMPOTENCY_CONFLICT for reused keys with other input. */
+  submit(input: SubmitInput): SubmitOutcome;
+  /** Aborts the session's active and queued runs (only `runId` when given); returns the run ids aborted. */
+  abort(sessionKey: string, runId?: string, reason?: Error): string[];
+  /** Aborts every run of a session and resolves once they have all ended. */
+  abortSession(sessionKey: string, reason: Error): Promise<void>;
+  /** The result of a run once it ends; the stored record if it already has; undefined if unknown. `"pending"` when timeoutMs passes first. */
+  wait(runId: string, timeoutMs: number): Promise<RunResult | RunRecord | "pending" | undefined>;
+  /** Run ids active or queued for a session. */
+  activeRunIds(sessionKey: string): string[];
+  /** Aborts everything and waits (bounded) for runs to end. */
+  shutdown(reason: Error, timeoutMs: number): Promise<void>;
+}
+
+interface Run extends RunHandle {
+  readonly kind: RunKind;
+  readonly message: string;
+  readonly inputHash: string;
+  readonly mode: WorkspaceMode;
+  readonly useWorkspace: boolean;
+  readonly timeoutMs: number;
+  readonly controller: AbortController;
+  resolve(result: RunResult): void;
+  seq: number;
+}
+
+interface Lane {
+  running: Run | undefined;
+  waiting: Run[];
+}
+
+export function hashInput(message: string): string {
+  return createHash("sha256").update(message, "utf8").digest("hex");
+}
+
+function assistantMessage(text: string, timestamp: number): Record<string, unknown> {
+  return { role: "assistant", content: [{ type: "text", text }], timestamp };
+}
+
+/** Turns stored messages into the runner's history (text only, oldest first). */
+export function toHistory(messages: readonly MessageRecord[]): HistoryTurn[] {
+  const turns: HistoryTurn[] = [];
+  for (const message of messages) {
+    if (message.role !== "user" && message.role !== "assistant") continue;
+    const content = (message.content as { content?: unknown } | null)?.content;
+    const text = typeof content === "string" ? content : Array.isArray(content) ? content.map((block: { text?: unknown }) => (typeof block.text === "string" ? block.text : "")).join("") : "";
+    turns.push({ role: message.role, text });
+  }
+  return turns;
+}
+
+/**
+ * Runs agent turns: one lane per session (turns of a session run one after another, as upstream
+ * queues follow-ups), idempotency by runId, chat + agent events, and the hand-off to the
+ * workspace lifecycle when a session's lane goes idle.
+ */
+export function createRunManager(options: RunManagerOptions): RunManager {
+  const { store, lifecycle, runner, events } = options;
+  const historyTurns = options.historyTurns ?? 50;
+  const runs = new Map<string, Run>();
+  const lanes = new Map<string, Lane>();
+
+  function conflict(runId: string): GatewayError {
+    return new GatewayError("IDEMPOTENCY_CONFLICT", "This message ID was already used for different input. Send the new message with a new idempotencyKey", {
+      fix: null,
+      details: { reason: "chat-request-conflict", runId },
+    });
+  }
+
+  function emitAgent(run: Run, stream: string, data: Record<string, unknown>): void {
+    run.seq += 1;
+    events.agent({ runId: run.runId, seq: run.seq, stream, ts: Date.now(), data, sessionKey: run.sessionKey, agentId: run.agentId });
+  }
+
+  function emitChat(run: Run, state: string, extra: Record<string, unknown>): void {
+    events.chat({ runId: run.runId, sessionKey: run.sessionKey, agentId: run.agentId, seq: run.seq, state, ...extra });
+  }
+
+  function classify(run: Run, error: unknown): { status: RunEndStatus; message: string } {
+    const message = error instanceof Error ? error.message : String(error);
+    if (error instanceof GatewayError && error.code === "RUNNER_TIMEOUT") return { status: "timeout", message };
+    if (run.controller.signal.aborted) {
+      const reason = run.controller.signal.reason as unknown;
+      if (reason instanceof DOMException && reason.name === "TimeoutError") return { status: "timeout", message: `run timed out after ${run.timeoutMs} ms` };
+      return { status: "aborted", message };
+    }
+    return { status: "error", message };
+  }
+
+  async function execute(run: Run): Promise<void> {
+    const startedAt = Date.now();
+    lifecycle.busy(run.sessionKey);
+    emitAgent(run, "lifecycle", { phase: "start", startedAt });
+    let text = "";
+    let outcome: { status: RunEndStatus; message: string | null; stopReason: string };
+    const timer = setTimeout(() => run.controller.abort(new DOMException(`run timed out after ${run.timeoutMs} ms`, "TimeoutError")), run.timeoutMs);
+    try {
+      if (run.controller.signal.aborted) throw run.controller.signal.reason;
+      const lease = run.useWorkspace ? await lifecycle.acquire(run.sessionKey, run.agentId, run.mode) : undefined;
+      if (run.controller.signal.aborted) throw run.controller.signal.reason;
+      const earlier = store.listMessages(run.sessionKey, { limit: historyTurns + 1 }).messages.filter((m) => m.runId !== run.runId);
+      const output = await runner.run({
+        runId: run.runId,
+        sessionKey: run.sessionKey,
+        message: run.message,
+        history: toHistory(earlier),
+        cwd: lease?.path ?? null,
+        signal: run.controller.signal,
+        onDelta: (delta) => {
+          text += delta;
+          emitAgent(run, "assistant", { text, delta });
+          emitChat(run, "delta", { deltaText: delta, message: assistantMessage(text, Date.now()) });
+        },
+      });
+      text = output.text;
+      outcome = { status: "ok", message: null, stopReason: output.stopReason };
+    } catch (error) {
+      const { status, message } = classify(run, error);
+      outcome = { status, message, stopReason: status === "aborted" ? "rpc" : status };
+    } finally {
+      clearTimeout(timer);
+    }
+    const endedAt = Date.now();
+    try {
+      store.finishRun(run.runId, {
+        status: outcome.status,
+        summary: outcome.status === "ok" ? "completed" : outcome.status,
+        replyText: text,
+        errorMessage: outcome.message,
+        endedAt,
+      });
+      if (text !== "" && store.getSession(run.sessionKey) !== undefined) {
+        store.appendMessage({ sessionKey: run.sessionKey, role: "assistant", content: { ...assistantMessage(text, endedAt), stopReason: outcome.stopReason }, runId: run.runId, idempotencyKey: null, createdAt: endedAt });
+      }
+      store.patchSession(run.sessionKey, { updatedAt: endedAt, lastInteractionAt: endedAt });
+    } catch (error) {
+      options.log?.(`recording the end of run ${run.runId} failed: ${String(error)}`);
+    }
+    const lane = lanes.get(run.sessionKey);
+    const next = lane?.waiting.shift();
+    if (lane !== undefined) lane.running = next;
+    // A one-shot caller (idleTtlMs 0) sees its final event only once the workspace is gone.
+    if (next === undefined) {
+      lanes.delete(run.sessionKey);
+      await lifecycle.idle(run.sessionKey).catch((error: unknown) => options.log?.(`idle release of ${run.sessionKey} failed: ${String(error)}`));
+    }
+    if (outcome.status === "ok") {
+      emitAgent(run, "lifecycle", { phase: "end", startedAt, endedAt, stopReason: outcome.stopReason, aborted: false });
+      emitChat(run, "final", { stopReason: outcome.stopReason, ...(text === "" ? {} : { message: assistantMessage(text, endedAt) }) });
+    } else if (outcome.status === "aborted") {
+      emitAgent(run, "lifecycle", { phase: "end", startedAt, endedAt, stopReason: "rpc", aborted: true });
+      emitChat(run, "aborted", { stopReason: "rpc", ...(text === "" ? {} : { message: assistantMessage(text, endedAt) }) });
+    } else {
+      emitAgent(run, "lifecycle", { phase: "error", error: outcome.message, startedAt, endedAt, aborted: false });
+      emitChat(run, "error", { errorMessage: outcome.message, errorKind: outcome.status === "timeout" ? "timeout" : "unknown" });
+    }
+    runs.delete(run.runId);
+    run.resolve({ runId: run.runId, sessionKey: run.sessionKey, status: outcome.status, text, errorMessage: outcome.message, startedAt, endedAt, stopReason: outcome.stopReason });
+    if (next !== undefined) void execute(next);
+  }
+
+  function abortRun(run: Run, reason: Error): void {
+    if (!run.controller.signal.aborted) run.controller.abort(reason);
+  }
+
+  return {
+    submit(input) {
+      const inputHash = hashInput(input.message);
+      const active = runs.get(input.runId);
+      if (active !== undefined) {
+        if (active.inputHash !== inputHash) throw conflict(input.runId);
+        return { state: "in_flight", run: active };
+      }
+      const record = store.getRun(input.runId);
+      if (record !== undefined) {
+        if (record.inputHash !== inputHash) throw conflict(input.runId);
+        return { state: "cached", record };
+      }
+      const acceptedAt = Date.now();
+      let resolve!: (result: RunResult) => void;
+      const done = new Promise<RunResult>((r) => (resolve = r));
+      const run: Run = {
+        runId: input.runId,
+        kind: input.kind,
+        sessionKey: input.sessionKey,
+        agentId: input.agentId,
+        message: input.message,
+        inputHash,
+        mode: input.mode,
+        useWorkspace: input.useWorkspace && input.mode !== "none",
+        timeoutMs: input.timeoutMs ?? options.defaultTimeoutMs,
+        controller: new AbortController(),
+        acceptedAt,
+        done,
+        resolve,
+        seq: 0,
+      };
+      store.transaction(() => {
+        store.insertRun({ runId: run.runId, sessionKey: run.sessionKey, kind: run.kind, inputHash, startedAt: acceptedAt });
+        store.appendMessage({
+          sessionKey: run.sessionKey,
+          role: "user",
+          content: { role: "user", content: run.message, timestamp: acceptedAt, idempotencyKey: `${run.runId}:user` },
+          runId: run.runId,
+          idempotencyKey: `${run.runId}:user`,
+          createdAt: acceptedAt,
+        });
+        store.patchSession(run.sessionKey, { updatedAt: acceptedAt, lastInteractionAt: acceptedAt });
+      });
+      runs.set(run.runId, run);
+      const lane = lanes.get(run.sessionKey);
+      if (lane === undefined) {
+        lanes.set(run.sessionKey, { running: run, waiting: [] });
+        // Next turn: the caller's ack leaves before the run's first event, as upstream orders them.
+        setImmediate(() => void execute(run));
+      } else {
+        lane.waiting.push(run);
+      }
+      return { state: "started", run };
+    },
+    abort(sessionKey, runId, reason) {
+      const lane = lanes.get(sessionKey);
+      if (lane === undefined) return [];
+      const targets = [...(lane.running === undefined ? [] : [lane.running]), ...lane.waiting].filter((run) => runId === undefined || run.runId === runId);
+      const why = reason ?? new GatewayError("RUNNER_ABORTED", "aborted by chat.abort", { fix: null });
+      for (const run of targets) abortRun(run, why);
+      return targets.map((run) => run.runId);
+    },
+    async abortSession(sessionKey, reason) {
+      const lane = lanes.get(sessionKey);
+      if (lane === undefined) return;
+      const all = [...(lane.running === undefined ? [] : [lane.running]), ...lane.waiting];
+      for (const run of all) abortRun(run, reason);
+      await Promise.all(all.map((run) => run.done));
+    },
+    async wait(runId, timeoutMs) {
+      const run = runs.get(runId);
+      if (run === undefined) return store.getRun(runId);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<"pending">((resolve) => (timer = setTimeout(() => resolve("pending"), timeoutMs)));
+      const result = await Promise.race([run.done, timeout]);
+      clearTimeout(timer);
+      return result;
+    },
+    activeRunIds(sessionKey) {
+      const lane = lanes.get(sessionKey);
+      if (lane === undefined) return [];
+      return [...(lane.running === undefined ? [] : [lane.running.runId]), ...lane.waiting.map((run) => run.runId)];
+    },
+    async shutdown(reason, timeoutMs) {
+      const all = [...runs.values()];
+      for (const run of all) abortRun(run, reason);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([Promise.all(all.map((run) => run.done)), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      clearTimeout(timer);
+    },
+  };
+}
