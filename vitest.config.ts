@@ -7,6 +7,9 @@ export default defineConfig({
     include: ["packages/*/test/**/*.test.ts"],
     pool: "forks",
     maxWorkers: 2,
+    // The JSON report lets .ci/run print a plain "N passed, N failed" line.
+    reporters: ["default", "json"],
+    outputFile: { json: ".vitest-report.json" },
     testTimeout: 30_000,
     hookTimeout: 30_000,
     coverage: {

@@ -1,0 +1,381 @@
+import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
+import { cp, lstat, mkdir, readFile, readdir, rename, symlink, utimes, writeFile } from "node:fs/promises";
+import * as path from "node:path";
+import lockfile from "proper-lockfile";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { isWorkspaceError } from "../src/errors.ts";
+import { type FsPort, nodeFsPort } from "../src/fs-port.ts";
+import { MARKER_NAME, buildMarker } from "../src/marker.ts";
+import { type EphemeralProvider, type EphemeralProviderOptions, createEphemeralProvider } from "../src/providers/ephemeral.ts";
+import { type SweepEntry, type SweepProgress, sweep } from "../src/sweep.ts";
+import type { WorkspaceLease } from "../src/types.ts";
+import { listTree, tempDir } from "./helpers.ts";
+
+async function newRoot(): Promise<{ base: string; root: string }> {
+  const base = await tempDir();
+  return { base, root: path.join(base, "root") };
+}
+
+async function open(root: string, options: Omit<EphemeralProviderOptions, "root"> = {}): Promise<EphemeralProvider> {
+  const provider = await createEphemeralProvider({ seed: "none", ...options, root });
+  onTestFinished(() => provider.close());
+  return provider;
+}
+
+async function acquireMany(provider: EphemeralProvider, n: number, prefix = "k"): Promise<WorkspaceLease[]> {
+  const leases: WorkspaceLease[] = [];
+  for (let i = 0; i < n; i++) leases.push(await provider.acquire({ key: `${prefix}-${i}` }));
+  return leases;
+}
+
+/** A provider that held leases and then closed without releasing them: its leases are orphans. */
+async function orphans(root: string, n: number): Promise<{ id: string; leases: WorkspaceLease[] }> {
+  const provider = await open(root);
+  const leases = await acquireMany(provider, n, "orphan");
+  await provider.close();
+  return { id: provider.instance.id, leases };
+}
+
+function byPath(entries: SweepEntry[]): Map<string, SweepEntry> {
+  return new Map(entries.map((entry) => [entry.path, entry]));
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => {
+      throw new Error("expected a rejection");
+    },
+    (error: unknown) => error,
+  );
+}
+
+/** A marker as the provider would write it for `dir`, owned by `instanceId`. */
+async function forgedMarker(dir: string, instanceId: string): Promise<string> {
+  const st = await lstat(dir, { bigint: true });
+  const identity = { dev: st.dev.toString(), ino: st.ino.toString() };
+  return JSON.stringify(buildMarker({ leaseId: randomUUID(), instanceId, dir, key: "forged", agentId: "main", createdAt: Date.now(), identity }));
+}
+
+function trashName(instanceId: string): string {
+  return `.trash-${instanceId}-abcdefghij`;
+}
+
+describe("sweep: leases by owner liveness", () => {
+  it("reclaims the leases of a closed provider and keeps those of a live one in the same root", async () => {
+    const { root } = await newRoot();
+    const dead = await orphans(root, 3);
+    const live = await open(root);
+    const liveLeases = await acquireMany(live, 2, "live");
+    const sweeper = await open(root);
+
+    const result = await sweep({ root, instance: sweeper.instance });
+    const entries = byPath(result.entries);
+    for (const lease of dead.leases) {
+      expect(entries.get(lease.path as string)).toMatchObject({ kind: "lease", action: "reclaim", outcome: "removed", instanceId: dead.id, leaseId: lease.leaseId });
+      expect(existsSync(lease.path as string)).toBe(false);
+    }
+    for (const lease of liveLeases) {
+      expect(entries.get(lease.path as string)).toMatchObject({ kind: "lease", action: "keep", reason: "owner instance is alive", instanceId: live.instance.id });
+      expect(existsSync(path.join(lease.path as string, MARKER_NAME))).toBe(true);
+    }
+    expect(result).toMatchObject({ reclaimed: 3, kept: 2, reported: 0, failed: 0, dryRun: false });
+    expect((await readdir(root)).filter((name) => name.startsWith(".trash-"))).toEqual([]);
+    expect((await live.list()).length).toBe(2);
+  });
+
+  it("two live providers sharing a root sweep each other and reclaim nothing", async () => {
+    const { root } = await newRoot();
+    const a = await open(root);
+    const b = await open(root);
+    const leasesA = await acquireMany(a, 2, "a");
+    const leasesB = await acquireMany(b, 2, "b");
+    const before = listTree(root);
+
+    const fromA = await sweep({ root, instance: a.instance });
+    const fromB = await sweep({ root, instance: b.instance });
+    for (const result of [fromA, fromB]) {
+      expect(result.reclaimed).toBe(0);
+      expect(result.kept).toBe(4);
+      expect(result.entries.every((entry) => entry.action === "keep")).toBe(true);
+    }
+    for (const lease of [...leasesA, ...leasesB]) expect(existsSync(lease.path as string)).toBe(true);
+    expect(listTree(root)).toEqual(before);
+  });
+});
+
+describe("sweep: what is not provably ours is reported, never deleted", () => {
+  it("reports strangers and flawed markers and leaves them and the canary intact", async () => {
+    const { base, root } = await newRoot();
+    const canary = path.join(base, "canary");
+    await mkdir(canary);
+    await writeFile(path.join(canary, "secret.txt"), "canary bytes");
+    // A dead owner for the marker-bearing strangers: if a check were missing they would be reclaimed.
+    const dead = await orphans(root, 2);
+    const [source, moved] = dead.leases as [WorkspaceLease, WorkspaceLease];
+    const sweeper = await open(root);
+
+    const stranger = (name: string): string => path.join(root, name);
+    await mkdir(stranger("unmarked"));
+    await writeFile(path.join(stranger("unmarked"), "f"), "f");
+    await writeFile(stranger("regular-file"), "file");
+    await symlink(canary, stranger("link-to-canary"));
+    await mkdir(stranger(".trash-zz"));
+    await writeFile(path.join(stranger(".trash-zz"), "f"), "f");
+    await mkdir(stranger("bad-json"));
+    await writeFile(path.join(stranger("bad-json"), MARKER_NAME), "{not json");
+    // Each of these carries a marker that would be valid for its directory (right name, device,
+    // inode, a dead owner) but for one flaw, so only the check for that flaw keeps it alive.
+    await mkdir(stranger("oversize"));
+    await writeFile(path.join(stranger("oversize"), MARKER_NAME), (await forgedMarker(stranger("oversize"), dead.id)) + " ".repeat(9 * 1024));
+    await mkdir(stranger("marker-link"));
+    await writeFile(path.join(base, "outside-marker.json"), await forgedMarker(stranger("marker-link"), dead.id));
+    await symlink(path.join(base, "outside-marker.json"), path.join(stranger("marker-link"), MARKER_NAME));
+    await mkdir(stranger("schema-mismatch"));
+    const extra = { ...(JSON.parse(await forgedMarker(stranger("schema-mismatch"), dead.id)) as object), extra: true };
+    await writeFile(path.join(stranger("schema-mismatch"), MARKER_NAME), JSON.stringify(extra));
+    // The control: the same forgery without a flaw is taken for a dead lease and reclaimed.
+    await mkdir(stranger("control"));
+    await writeFile(path.join(stranger("control"), MARKER_NAME), await forgedMarker(stranger("control"), dead.id));
+    // Copied: a new directory with the name the marker names, but another device/inode.
+    const copiedAt = source.path as string;
+    await rename(copiedAt, path.join(base, "original-of-copy"));
+    await mkdir(copiedAt);
+    await cp(path.join(base, "original-of-copy", MARKER_NAME), path.join(copiedAt, MARKER_NAME));
+    // Moved: the original directory (same inode) under another name.
+    const movedTo = stranger("renamed-lease");
+    await rename(moved.path as string, movedTo);
+
+    const before = listTree(root);
+    const canaryBefore = await readFile(path.join(canary, "secret.txt"), "utf8");
+    const result = await sweep({ root, instance: sweeper.instance });
+    const entries = byPath(result.entries);
+    const expectations: [string, RegExp][] = [
+      [stranger("unmarked"), /no marker/],
+      [stranger("regular-file"), /not a directory/],
+      [stranger("link-to-canary"), /symlink/],
+      [stranger(".trash-zz"), /trash-like name/],
+      [stranger("bad-json"), /not JSON/],
+      [stranger("oversize"), /larger than 8192/],
+      [stranger("marker-link"), /symlink/],
+      [stranger("schema-mismatch"), /schema/],
+      [copiedAt, /another directory/],
+      [movedTo, /another directory/],
+    ];
+    for (const [entryPath, reason] of expectations) {
+      const entry = entries.get(entryPath);
+      expect(entry, entryPath).toBeDefined();
+      expect(entry?.action, entryPath).toBe("report");
+      expect(entry?.kind, entryPath).toBe("unknown");
+      expect(entry?.reason, entryPath).toMatch(reason);
+      expect(entry?.outcome, entryPath).toBeUndefined();
+    }
+    expect(entries.get(stranger("control"))).toMatchObject({ kind: "lease", action: "reclaim", outcome: "removed", instanceId: dead.id });
+    expect(result).toMatchObject({ reported: expectations.length, reclaimed: 1, failed: 0 });
+    expect(listTree(root)).toEqual(before.filter((rel) => rel.split(path.sep)[0] !== "control"));
+    expect(await readFile(path.join(canary, "secret.txt"), "utf8")).toBe(canaryBefore);
+    expect(listTree(canary)).toEqual(["secret.txt"]);
+    // The copied and the moved lease still name their (dead) owner in the report.
+    expect(result.entries.filter((entry) => entry.action === "report" && entry.instanceId === dead.id).map((entry) => entry.path).sort()).toEqual([copiedAt, movedTo].sort());
+  });
+});
+
+describe("sweep: trash entries", () => {
+  it("reclaims dead and own idle trash, keeps a live instance's trash and own busy trash", async () => {
+    const { root } = await newRoot();
+    const dead = await orphans(root, 0);
+    const liveOther = await open(root);
+    const self = await open(root);
+    const deadTrash = path.join(root, trashName(dead.id));
+    const liveTrash = path.join(root, trashName(liveOther.instance.id));
+    const ownIdle = path.join(root, trashName(self.instance.id));
+    const ownBusy = path.join(root, `.trash-${self.instance.id}-busybusy00`);
+    for (const trash of [deadTrash, liveTrash, ownIdle, ownBusy]) {
+      await mkdir(path.join(trash, "sub"), { recursive: true });
+      await writeFile(path.join(trash, "sub", "f"), "f");
+    }
+    self.instance.busyTrash.add(ownBusy);
+
+    const result = await sweep({ root, instance: self.instance });
+    const entries = byPath(result.entries);
+    expect(entries.get(deadTrash)).toMatchObject({ kind: "trash", action: "reclaim", outcome: "removed", instanceId: dead.id });
+    expect(entries.get(liveTrash)).toMatchObject({ kind: "trash", action: "keep", instanceId: liveOther.instance.id });
+    expect(entries.get(ownIdle)).toMatchObject({ kind: "trash", action: "reclaim", outcome: "removed", instanceId: self.instance.id });
+    expect(entries.get(ownBusy)).toMatchObject({ kind: "trash", action: "keep", instanceId: self.instance.id });
+    expect(existsSync(deadTrash)).toBe(false);
+    expect(existsSync(ownIdle)).toBe(false);
+    expect(existsSync(path.join(liveTrash, "sub", "f"))).toBe(true);
+    expect(existsSync(path.join(ownBusy, "sub", "f"))).toBe(true);
+    expect(result).toMatchObject({ reclaimed: 2, kept: 2 });
+  });
+
+  it("without an instance of its own, treats every trash owner by liveness alone", async () => {
+    const { root } = await newRoot();
+    const dead = await orphans(root, 1);
+    const live = await open(root);
+    await mkdir(path.join(root, trashName(dead.id)));
+    await mkdir(path.join(root, trashName(live.instance.id)));
+    const result = await sweep({ root });
+    expect(result.reclaimed).toBe(2);
+    expect(result.kept).toBe(1);
+    expect(existsSync(path.join(root, trashName(dead.id)))).toBe(false);
+    expect(existsSync(path.join(root, trashName(live.instance.id)))).toBe(true);
+  });
+});
+
+describe("sweep: dry run", () => {
+  it("plans without deleting, and a real sweep right after reclaims exactly the plan", async () => {
+    const { root } = await newRoot();
+    const dead = await orphans(root, 4);
+    const live = await open(root);
+    await acquireMany(live, 2, "live");
+    await mkdir(path.join(root, trashName(dead.id)));
+    await mkdir(path.join(root, "stranger"));
+    const before = listTree(root);
+
+    const plan = await sweep({ root, instance: live.instance, dryRun: true });
+    expect(plan.dryRun).toBe(true);
+    expect(listTree(root)).toEqual(before);
+    const planned = plan.entries.filter((entry) => entry.action === "reclaim");
+    expect(planned.length).toBe(5);
+    expect(planned.every((entry) => entry.outcome === "planned")).toBe(true);
+    expect(plan.entries.filter((entry) => entry.action !== "reclaim").every((entry) => entry.outcome === undefined)).toBe(true);
+    expect(plan.reclaimed).toBe(5);
+    expect(plan.forgottenInstances).toBe(0);
+
+    const real = await sweep({ root, instance: live.instance });
+    const removed = real.entries.filter((entry) => entry.outcome === "removed").map((entry) => entry.path);
+    expect(new Set(removed)).toEqual(new Set(planned.map((entry) => entry.path)));
+    for (const entryPath of removed) expect(existsSync(entryPath)).toBe(false);
+    expect(existsSync(path.join(root, "stranger"))).toBe(true);
+  });
+});
+
+describe("sweep: one collector at a time", () => {
+  it("rejects with WS_GC_BUSY while someone holds the collector lock, and works once it is released", async () => {
+    const { root } = await newRoot();
+    const dead = await orphans(root, 1);
+    const release = await lockfile.lock(path.join(root, ".collector"), { lockfilePath: path.join(root, ".collector.lock"), realpath: false });
+    let held = true;
+    onTestFinished(async () => {
+      if (held) await release();
+    });
+
+    const error = await rejection(sweep({ root }));
+    expect(isWorkspaceError(error, "WS_GC_BUSY"), String(error)).toBe(true);
+    expect(existsSync(dead.leases[0]?.path as string)).toBe(true);
+
+    await release();
+    held = false;
+    const result = await sweep({ root });
+    expect(result.reclaimed).toBe(1);
+    expect(existsSync(dead.leases[0]?.path as string)).toBe(false);
+    expect(existsSync(path.join(root, ".collector.lock"))).toBe(false);
+  });
+});
+
+describe("sweep: bounded concurrency and progress", () => {
+  it("never runs more than `concurrency` lstat calls at once, and reports progress for every entry", async () => {
+    const { root } = await newRoot();
+    const dead = await orphans(root, 40);
+    const sweeper = await open(root);
+
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let calls = 0;
+    const promises = new Proxy(nodeFsPort.promises, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (prop !== "lstat" || typeof value !== "function") return value;
+        return async (...args: unknown[]) => {
+          calls += 1;
+          inFlight += 1;
+          maxInFlight = Math.max(maxInFlight, inFlight);
+          try {
+            // A short pause inside the counted window so that overlapping calls are observable.
+            await new Promise((resolve) => setTimeout(resolve, 2));
+            return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          } finally {
+            inFlight -= 1;
+          }
+        };
+      },
+    });
+    const counting: FsPort = { ...nodeFsPort, promises };
+    const progress: SweepProgress[] = [];
+
+    const result = await sweep({ root, instance: sweeper.instance, fs: counting, concurrency: 3, onProgress: (p) => progress.push(p) });
+    expect(result.reclaimed).toBe(40);
+    for (const lease of dead.leases) expect(existsSync(lease.path as string)).toBe(false);
+    expect(calls).toBeGreaterThan(40);
+    expect(maxInFlight).toBeLessThanOrEqual(3);
+    expect(maxInFlight).toBeGreaterThan(1);
+
+    for (const phase of ["scan", "reclaim"] as const) {
+      const events = progress.filter((p) => p.phase === phase);
+      expect(events.length, phase).toBe(40);
+      expect(events.map((p) => p.done)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+      expect(events.every((p) => p.total === 40)).toBe(true);
+      expect(new Set(events.map((p) => p.entry.path))).toEqual(new Set(dead.leases.map((lease) => lease.path)));
+    }
+  });
+
+  it("rejects a concurrency outside 1–64 with WS_INVALID_OPTIONS", async () => {
+    const { root } = await newRoot();
+    await mkdir(root, { mode: 0o700 });
+    for (const concurrency of [0, -1, 65, 2.5]) {
+      const error = await rejection(sweep({ root, concurrency }));
+      expect(isWorkspaceError(error, "WS_INVALID_OPTIONS"), `${concurrency}: ${String(error)}`).toBe(true);
+    }
+  });
+});
+
+describe("sweep: instance records", () => {
+  it("forgets a crashed instance's records once its leases are reclaimed, and keeps a live instance's", async () => {
+    const { root } = await newRoot();
+    const crashed = await open(root);
+    const leases = await acquireMany(crashed, 2, "crashed");
+    const instances = path.join(root, ".instances");
+    const infoFile = path.join(instances, `${crashed.instance.id}.json`);
+    const lockDir = path.join(instances, `${crashed.instance.id}.lock`);
+    const info = await readFile(infoFile, "utf8");
+    await crashed.close();
+    // What a crash leaves: the record, and a lock nobody refreshes any more (10 minutes old).
+    await writeFile(infoFile, info, { mode: 0o600 });
+    await mkdir(lockDir);
+    const old = new Date(Date.now() - 10 * 60_000);
+    await utimes(lockDir, old, old);
+
+    const live = await open(root);
+    const liveRecords = [path.join(instances, `${live.instance.id}.json`), path.join(instances, `${live.instance.id}.lock`)];
+    for (const record of liveRecords) expect(existsSync(record)).toBe(true);
+
+    const result = await sweep({ root, instance: live.instance });
+    expect(result.reclaimed).toBe(2);
+    for (const lease of leases) expect(existsSync(lease.path as string)).toBe(false);
+    expect(result.forgottenInstances).toBeGreaterThanOrEqual(1);
+    expect(existsSync(infoFile)).toBe(false);
+    expect(existsSync(lockDir)).toBe(false);
+    for (const record of liveRecords) expect(existsSync(record)).toBe(true);
+  });
+});
+
+describe("sweep: the root itself", () => {
+  it("a missing root is an empty sweep", async () => {
+    const { root } = await newRoot();
+    const result = await sweep({ root });
+    expect(result).toMatchObject({ entries: [], reclaimed: 0, kept: 0, reported: 0, failed: 0, forgottenInstances: 0 });
+    expect(existsSync(root)).toBe(false);
+  });
+
+  it("refuses a root that is a symlink, even to a directory holding orphans", async () => {
+    const { base, root } = await newRoot();
+    const real = path.join(base, "real-root");
+    const dead = await orphans(real, 1);
+    await symlink(real, root);
+    const error = await rejection(sweep({ root }));
+    expect(isWorkspaceError(error, "WS_ROOT_UNSAFE"), String(error)).toBe(true);
+    expect(existsSync(dead.leases[0]?.path as string)).toBe(true);
+    expect((await lstat(root)).isSymbolicLink()).toBe(true);
+  });
+});
