@@ -73,7 +73,9 @@ async function connect(url: string, token: string): Promise<Client> {
   };
 }
 
-async function gatewayLatency(base: string): Promise<Record<string, ReturnType<typeof stats>>> {
+type Stats = ReturnType<typeof stats>;
+
+async function gatewayLatency(base: string): Promise<{ pacedAck: Stats; sendToFinal: Stats; burstAck: Stats }> {
   const token = "bench-token";
   const gateway = await startGateway({
     stateDir: path.join(base, "state"),
@@ -118,7 +120,7 @@ async function gatewayLatency(base: string): Promise<Record<string, ReturnType<t
   }
 }
 
-async function provisioning(base: string): Promise<{ provider: ReturnType<typeof stats>; floor: ReturnType<typeof stats> }> {
+async function provisioning(base: string): Promise<{ provider: Stats; floor: Stats }> {
   const root = path.join(base, "provision-root");
   const provider = await createEphemeralProvider({ root });
   const floorRoot = path.join(base, "floor-root");
@@ -152,21 +154,22 @@ try {
   const latency = await gatewayLatency(base);
   const provision = await provisioning(base);
   const ratio = provision.provider.p50 / provision.floor.p50;
-  const rows: [string, string, string, string, string][] = [
-    ["chat.send ack, paced", ms(latency.pacedAck!.p50), ms(latency.pacedAck!.p95), ms(latency.pacedAck!.p99), "p99 ≤ 5 ms"],
-    [`chat.send ack, ${BURST}-send burst`, ms(latency.burstAck!.p50), ms(latency.burstAck!.p95), ms(latency.burstAck!.p99), "p99 ≤ 50 ms"],
-    ["send → final (echo)", ms(latency.sendToFinal!.p50), ms(latency.sendToFinal!.p95), ms(latency.sendToFinal!.p99), "p50 ≤ 5 ms"],
-    ["ephemeral acquire+release", ms(provision.provider.p50), ms(provision.provider.p95), ms(provision.provider.p99), "≤ 2× floor"],
-    ["raw-fs floor (mkdtemp+writes+rm)", ms(provision.floor.p50), ms(provision.floor.p95), ms(provision.floor.p99), ""],
+  const row = (name: string, s: Stats, target: string): string[] => [name, ms(s.p50), ms(s.p95), ms(s.p99), target];
+  const rows: string[][] = [
+    row("chat.send ack, paced", latency.pacedAck, "p99 ≤ 5 ms"),
+    row(`chat.send ack, ${BURST}-send burst`, latency.burstAck, "p99 ≤ 50 ms"),
+    row("send → final (echo)", latency.sendToFinal, "p50 ≤ 5 ms"),
+    row("ephemeral acquire+release", provision.provider, "≤ 2× floor"),
+    row("raw-fs floor (mkdtemp+writes+rm)", provision.floor, ""),
   ];
   console.log(`\nocgw bench — node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${process.platform}`);
   console.log(`(paced n=${PACED}, burst n=${BURST}, provisioning n=${PROVISION}; medians and tails of one run)\n`);
   const header = ["measure", "p50", "p95", "p99", "target"];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join("  ");
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((cells) => (cells[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  ");
   console.log(line(header));
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
-  for (const row of rows) console.log(line(row));
+  for (const cells of rows) console.log(line(cells));
   console.log(`\nacquire+release / floor (medians): ${ratio.toFixed(2)}×`);
   const results = { when: new Date().toISOString(), node: process.version, cpus: cpus().length, latency, provision, provisionRatio: ratio };
   const out = fileURLToPath(new URL("./results/latest.json", import.meta.url));

@@ -6,6 +6,7 @@ import type { RunRecord, RunStatus } from "../store/index.ts";
 import type { RunResult } from "../runs/run-manager.ts";
 import { type CanonicalKey, assertKnownAgent, canonicalizeKey, mainSessionKey } from "../sessions/keys.ts";
 import type { GatewayContext } from "../context.ts";
+import { toGcSummary } from "../collector.ts";
 
 const key = z.string().min(1).max(512);
 const agentId = z.string().min(1).max(64);
@@ -23,7 +24,7 @@ export const GATEWAY_EVENTS = ["connect.challenge", "chat", "agent", "sessions.c
  * types and sizes of the ones we read.
  */
 export function createMethods(ctx: GatewayContext): MethodTable {
-  const { store, runs, lifecycle, config } = ctx;
+  const { store, runs, config } = ctx;
 
   function canonical(raw: string, agent?: string): CanonicalKey {
     return canonicalizeKey(raw, ctx.keyContext, agent);
@@ -74,14 +75,16 @@ export function createMethods(ctx: GatewayContext): MethodTable {
   /** Admits a turn on a key: canonical key, implicit session creation (no workspace yet), the run. */
   function submitTurn(params: { sessionKey: string; agentId?: string | undefined; message: string; runId: string; kind: "chat" | "agent"; workspace?: boolean | undefined; timeoutMs?: number | undefined }) {
     const target = canonical(params.sessionKey, params.agentId);
-    const session = ctx.ensureSession(target, params.kind === "agent" ? "run" : "implicit", params.workspace === false ? "none" : undefined);
+    // A known runId is a replay (in_flight, cached or conflict): answered from the run alone, it creates no session.
+    const replay = store.getRun(params.runId) !== undefined;
+    const session = replay ? undefined : ctx.ensureSession(target, params.kind === "agent" ? "run" : "implicit", params.workspace === false ? "none" : undefined);
     const outcome = runs.submit({
       runId: params.runId,
       kind: params.kind,
       sessionKey: target.key,
       agentId: target.agentId,
       message: params.message,
-      mode: session.workspaceMode,
+      mode: session?.workspaceMode ?? "none",
       useWorkspace: params.workspace !== false,
       timeoutMs: params.timeoutMs,
     });
@@ -210,6 +213,8 @@ export function createMethods(ctx: GatewayContext): MethodTable {
       params: z.looseObject({ key, agentId: agentId.optional(), deleteTranscript: z.boolean().optional(), archivedOnly: z.boolean().optional() }),
       handler: async (params) => {
         const target = canonical(params.key, params.agentId);
+        // archivedOnly (write scope) may delete only archived sessions; this core archives none.
+        if (params.archivedOnly === true) return { ok: true, key: target.key, deleted: false, archived: [] };
         const existing = store.getSession(target.key);
         await ctx.endSession(target.key, "delete");
         const deleted = existing !== undefined && store.deleteSession(target.key);
@@ -317,30 +322,7 @@ export function createMethods(ctx: GatewayContext): MethodTable {
     "workspaces.gc": defineMethod({
       scope: "operator.admin",
       params: z.looseObject({ dryRun: z.boolean().optional() }),
-      handler: async (params) => {
-        const report = await ctx.collect(params.dryRun ?? false);
-        const sweep = report.sweep;
-        return {
-          root: sweep.root,
-          dryRun: sweep.dryRun,
-          reclaimed: sweep.reclaimed,
-          kept: sweep.kept,
-          reported: sweep.reported,
-          failed: sweep.failed,
-          ledgerReconciled: report.ledgerReconciled,
-          durationMs: Math.round(sweep.durationMs),
-          entries: sweep.entries.map((entry) => ({
-            path: entry.path,
-            kind: entry.kind,
-            action: entry.action,
-            reason: entry.reason,
-            outcome: entry.outcome ?? null,
-            sessionKey: entry.key ?? null,
-            instanceId: entry.instanceId ?? null,
-            error: entry.error?.message ?? null,
-          })),
-        };
-      },
+      handler: async (params) => toGcSummary(await ctx.collect(params.dryRun ?? false)),
     }),
   };
 }

@@ -140,7 +140,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
   }
 
   function classify(run: Run, error: unknown): { status: RunEndStatus; message: string } {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = error instanceof GatewayError ? error.detail : error instanceof Error ? error.message : String(error);
     if (error instanceof GatewayError && error.code === "RUNNER_TIMEOUT") return { status: "timeout", message };
     if (run.controller.signal.aborted) {
       const reason = run.controller.signal.reason as unknown;
@@ -250,7 +250,9 @@ export function createRunManager(options: RunManagerOptions): RunManager {
         message: input.message,
         inputHash,
         mode: input.mode,
-        useWorkspace: input.useWorkspace && input.mode !== "none",
+        // A "none" session still takes a (directory-less) lease from the none provider, so the
+        // ledger records it like every other workspace.
+        useWorkspace: input.useWorkspace,
         timeoutMs: input.timeoutMs ?? options.defaultTimeoutMs,
         controller: new AbortController(),
         acceptedAt,

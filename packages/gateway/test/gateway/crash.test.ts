@@ -1,0 +1,100 @@
+/**
+ * Workspaces of a gateway that dies (SIGKILL) are reclaimed by the next start's collector, a
+ * SIGTERM shuts down gracefully, and a live gateway sharing the root is never touched. Real child
+ * processes started from `test/fixtures/gateway-child.ts`.
+ */
+import { existsSync, readdirSync } from "node:fs";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+import { withTimeout } from "../protocol/helpers.ts";
+import { type ChildGateway, chatSend, connectAdmin, gatewayConfig, leaseEntries, ledger, makeDirs, readLedger, spawnGatewayChild, startTestGateway, waitForTerminals } from "./lifecycle-harness.ts";
+
+/** Opens `count` sessions with live ephemeral workspaces on a child gateway; returns their directories. */
+async function openSessions(child: ChildGateway, root: string, count: number, prefix: string): Promise<string[]> {
+  const client = await connectAdmin(child.url);
+  const acks = await Promise.all(Array.from({ length: count }, (_, i) => chatSend(client, `${prefix}-${i}`, `hello ${i}`)));
+  const terminals = await waitForTerminals(
+    client,
+    acks.map((ack) => ack.runId),
+  );
+  expect([...terminals.values()].every((event) => event.state === "final")).toBe(true);
+  const entries = await leaseEntries(root);
+  expect(entries).toHaveLength(count);
+  client.ws.terminate();
+  return entries.map((name) => path.join(root, name));
+}
+
+async function sigkill(child: ChildGateway): Promise<void> {
+  process.kill(child.pid, "SIGKILL");
+  // Reaped by us (the parent) before anyone probes its pid.
+  expect(await withTimeout(child.exited, "the SIGKILLed child to exit", 10_000)).toEqual({ code: null, signal: "SIGKILL" });
+}
+
+describe("crash recovery", () => {
+  it("the next start's collector reclaims every workspace of a SIGKILLed gateway, without any RPC", async () => {
+    const dirs = await makeDirs();
+    const child = await spawnGatewayChild(gatewayConfig({ ...dirs, idleTtlMs: 600_000 }));
+    const leaseDirs = await openSessions(child, dirs.root, 50, "crash");
+    const oldRows = readLedger(dirs.stateDir);
+    expect(oldRows).toHaveLength(50);
+    expect(oldRows.every((row) => row.state === "live" && row.instanceId === child.instanceId)).toBe(true);
+
+    await sigkill(child);
+    expect(await leaseEntries(dirs.root)).toHaveLength(50);
+
+    const gateway = await startTestGateway({ ...dirs, idleTtlMs: 600_000, onStartup: true });
+    expect(gateway.instanceId).not.toBe(child.instanceId);
+    const report = await withTimeout(gateway.startupCollection, "the start-up collection", 20_000);
+
+    expect(report?.sweep.reclaimed).toBe(50);
+    expect(report?.sweep.failed).toBe(0);
+    expect(report?.ledgerReconciled).toBe(50);
+    expect(await leaseEntries(dirs.root)).toEqual([]);
+    expect(readdirSync(dirs.root).every((name) => name === ".instances" || name === ".collector.lock")).toBe(true);
+    expect(leaseDirs.some((dir) => existsSync(dir))).toBe(false);
+    // The dead instance's liveness record is forgotten; only the new gateway's is left.
+    expect(readdirSync(path.join(dirs.root, ".instances")).some((name) => name.startsWith(child.instanceId))).toBe(false);
+
+    const rows = ledger(gateway.store).filter((row) => row.instanceId === child.instanceId);
+    expect(rows).toHaveLength(50);
+    for (const row of rows) expect(row).toMatchObject({ state: "released", releaseReason: "collector" });
+    expect(gateway.store.countLeases()).toEqual({ acquiring: 0, live: 0, releasing: 0, released: 50, failed: 0 });
+  });
+
+  it("SIGTERM shuts the gateway down gracefully: exit 0, every workspace released", async () => {
+    const dirs = await makeDirs();
+    const child = await spawnGatewayChild(gatewayConfig({ ...dirs, idleTtlMs: 600_000 }));
+    const leaseDirs = await openSessions(child, dirs.root, 10, "term");
+
+    process.kill(child.pid, "SIGTERM");
+    expect(await withTimeout(child.exited, "the child to exit after SIGTERM", 15_000)).toEqual({ code: 0, signal: null });
+
+    expect(await leaseEntries(dirs.root)).toEqual([]);
+    expect(leaseDirs.some((dir) => existsSync(dir))).toBe(false);
+    const rows = readLedger(dirs.stateDir);
+    expect(rows).toHaveLength(10);
+    for (const row of rows) expect(row).toMatchObject({ state: "released", releaseReason: "shutdown", outcome: "removed" });
+  });
+
+  it("a live gateway sharing the root is untouched by another's collector until it dies", async () => {
+    const dirs = await makeDirs();
+    const stateA = path.join(dirs.base, "state-a");
+    const stateB = path.join(dirs.base, "state-b");
+    const childA = await spawnGatewayChild(gatewayConfig({ stateDir: stateA, root: dirs.root, idleTtlMs: 600_000 }));
+    const dirsA = await openSessions(childA, dirs.root, 5, "shared");
+
+    const gatewayB = await startTestGateway({ stateDir: stateB, root: dirs.root, idleTtlMs: 600_000, onStartup: true });
+    const startup = await withTimeout(gatewayB.startupCollection, "B's start-up collection", 20_000);
+    expect(startup?.sweep).toMatchObject({ reclaimed: 0, kept: 5, failed: 0 });
+    expect(dirsA.every((dir) => existsSync(dir))).toBe(true);
+    expect(await leaseEntries(dirs.root)).toEqual(dirsA.map((dir) => path.basename(dir)).sort());
+
+    await sigkill(childA);
+    const report = await withTimeout(gatewayB.collect(), "B's collection after A died", 20_000);
+    expect(report.sweep).toMatchObject({ reclaimed: 5, failed: 0 });
+    expect(dirsA.some((dir) => existsSync(dir))).toBe(false);
+    expect(await leaseEntries(dirs.root)).toEqual([]);
+    // A's ledger is its own: B neither has nor needs its rows; A's next start closes them.
+    expect(ledger(gatewayB.store)).toEqual([]);
+  });
+});
