@@ -24,11 +24,11 @@ export const workspaceErrorCatalog = {
     fix: "Check free space and permissions of the root named in the message; nothing was left behind.",
   },
   WS_MARKER_FAILED: {
-    meaning: "The ownership marker of a new workspace could not be written, so the directory was removed again.",
+    meaning: "The ownership marker of a new workspace could not be written; the new directory was removed again (the message says if it had to be left for the collector instead).",
     fix: "Check free space and permissions of the root named in the message; the request can be retried.",
   },
   WS_SEED_FAILED: {
-    meaning: "Bootstrap or seed files could not be written into a new workspace, so the workspace was removed again.",
+    meaning: "Bootstrap or seed files could not be written into a new workspace; it was removed again (the message says if it had to be left for the collector instead).",
     fix: "Check free space, and that the seed directory named in the message is readable; the request can be retried.",
   },
   WS_OUTSIDE_ROOT: {

@@ -228,7 +228,12 @@ async function reclaim(fs: FsPort, root: string, entry: SweepEntry, trashTag: st
   // Re-read right before removal: the identity in the marker is what safeRemove must find.
   const read = await readMarker(fs, entry.path);
   if (!read.ok) {
-    entry.outcome = read.reason === "no marker" ? "gone" : "refused";
+    // "No marker" is "gone" only when the directory went with it: one that lost its marker is not provably ours.
+    const present = await fs.promises.lstat(entry.path).then(
+      () => true,
+      (error: unknown) => errnoCode(error) !== "ENOENT",
+    );
+    entry.outcome = read.reason === "no marker" && !present ? "gone" : "refused";
     return;
   }
   const result = await safeRemove({ fs, root, target: entry.path, identity: { dev: read.marker.dev, ino: read.marker.ino }, trashTag });

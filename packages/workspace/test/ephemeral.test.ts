@@ -3,9 +3,12 @@ import { chmod, lstat, mkdir, readFile, readdir, rename, rm, stat, symlink, writ
 import * as path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { BOOTSTRAP_FILES } from "../src/bootstrap.ts";
-import { isWorkspaceError } from "../src/errors.ts";
+import { errnoCode, isWorkspaceError } from "../src/errors.ts";
+import { type FsPort, nodeFsPort } from "../src/fs-port.ts";
 import { MARKER_NAME } from "../src/marker.ts";
 import { type EphemeralProvider, type EphemeralProviderOptions, createEphemeralProvider } from "../src/providers/ephemeral.ts";
+import { safeRemove } from "../src/remove.ts";
+import { defaultEphemeralRoot, ensurePrivateRoot } from "../src/root.ts";
 import type { WorkspaceLease } from "../src/types.ts";
 import { listTree, memfsPort, tempDir } from "./helpers.ts";
 
@@ -145,6 +148,7 @@ describe("ephemeral provider: unsafe roots", () => {
 
     const error = await rejection(createEphemeralProvider({ root }));
     expect(isWorkspaceError(error, "WS_ROOT_UNSAFE"), String(error)).toBe(true);
+    expect((error as Error).message).toContain("is a symlink");
     expect(await snapshot(target)).toEqual(before);
     expect((await lstat(root)).isSymbolicLink()).toBe(true);
   });
@@ -177,6 +181,18 @@ describe("ephemeral provider: unsafe roots", () => {
     expect(isWorkspaceError(error, "WS_ROOT_UNSAFE"), String(error)).toBe(true);
     expect(await mode(root)).toBe(0o777);
     expect(listTree(root)).toEqual([]);
+  });
+
+  it('creates a missing root private from the start: looseRoot "refuse" accepts it, even under umask 0', async () => {
+    const previous = process.umask(0);
+    onTestFinished(() => {
+      process.umask(previous);
+    });
+    const base = await tempDir();
+    const root = path.join(base, "fresh-root");
+    const p = await createEphemeralProvider({ root, looseRoot: "refuse" });
+    onTestFinished(() => p.close());
+    expect(await mode(root)).toBe(0o700);
   });
 
   it("refuses a root owned by another uid and writes nothing into it (memfs)", async () => {
@@ -361,5 +377,193 @@ describe("ephemeral provider: limits and instances", () => {
     const markerB = JSON.parse(await readFile(path.join(dirOf(b), MARKER_NAME), "utf8")) as { instanceId: string };
     expect(markerA.instanceId).toBe(first.instance.id);
     expect(markerB.instanceId).toBe(second.instance.id);
+  });
+});
+
+describe("ephemeral provider: options and the root after start", () => {
+  it("refuses instance and liveness together, and an instance of another root", async () => {
+    const { p, base } = await provider();
+    const both = await rejection(createEphemeralProvider({ root: p.root, instance: p.instance, liveness: { staleMs: 10_000 } }));
+    expect(isWorkspaceError(both, "WS_INVALID_OPTIONS"), String(both)).toBe(true);
+    const elsewhere = await rejection(createEphemeralProvider({ root: path.join(base, "other-root"), instance: p.instance }));
+    expect(isWorkspaceError(elsewhere, "WS_INVALID_OPTIONS"), String(elsewhere)).toBe(true);
+    expect(existsSync(path.join(base, "other-root"))).toBe(false);
+  });
+
+  it("shares a given instance and leaves it open on close", async () => {
+    const { p } = await provider();
+    const sharing = await createEphemeralProvider({ root: p.root, instance: p.instance, seed: "none" });
+    const lease = await sharing.acquire({ key: "shared-instance" });
+    expect(lease.instanceId).toBe(p.instance.id);
+    await sharing.close();
+    expect(p.instance.closed).toBe(false);
+    expect(existsSync(path.join(p.root, ".instances", `${p.instance.id}.json`))).toBe(true);
+  });
+
+  it("refuses to acquire once the root is gone (WS_ROOT_UNAVAILABLE) or replaced (WS_ROOT_UNSAFE), creating nothing", async () => {
+    const { p, base, root } = await provider();
+    await rename(root, path.join(base, "root-moved"));
+    const gone = await rejection(p.acquire({ key: "k" }));
+    expect(isWorkspaceError(gone, "WS_ROOT_UNAVAILABLE"), String(gone)).toBe(true);
+    expect(existsSync(root)).toBe(false);
+
+    await mkdir(root, { mode: 0o700 });
+    const replaced = await rejection(p.acquire({ key: "k" }));
+    expect(isWorkspaceError(replaced, "WS_ROOT_UNSAFE"), String(replaced)).toBe(true);
+    expect(listTree(root)).toEqual([]);
+  });
+
+  it("uses <realpath of TMPDIR>/openclaw-<uid> when no root is given", async () => {
+    const base = await tempDir();
+    const previous = process.env.TMPDIR;
+    onTestFinished(() => {
+      if (previous === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = previous;
+    });
+    await mkdir(path.join(base, "real-tmp"));
+    await symlink(path.join(base, "real-tmp"), path.join(base, "tmp-link"));
+    process.env.TMPDIR = path.join(base, "tmp-link");
+    const expected = path.join(base, "real-tmp", `openclaw-${process.getuid?.() ?? "x"}`);
+    expect(defaultEphemeralRoot()).toBe(expected);
+    const p = await createEphemeralProvider({ seed: "none" });
+    onTestFinished(() => p.close());
+    expect(p.root).toBe(expected);
+    expect(path.dirname(dirOf(await p.acquire({ key: "default-root" })))).toBe(expected);
+
+    process.env.TMPDIR = "relative/tmp";
+    const relative = (() => {
+      try {
+        return defaultEphemeralRoot();
+      } catch (error) {
+        return error;
+      }
+    })();
+    expect(isWorkspaceError(relative, "WS_ROOT_UNAVAILABLE"), String(relative)).toBe(true);
+
+    process.env.TMPDIR = path.join(base, "missing");
+    const missing = await rejection(createEphemeralProvider());
+    expect(isWorkspaceError(missing, "WS_ROOT_UNAVAILABLE"), String(missing)).toBe(true);
+    expect(existsSync(path.join(base, "missing"))).toBe(false);
+  });
+
+  it("ensurePrivateRoot refuses a relative path and reports a root it cannot create", async () => {
+    const base = await tempDir();
+    const relative = await rejection(ensurePrivateRoot(nodeFsPort, "relative/root"));
+    expect(isWorkspaceError(relative, "WS_INVALID_OPTIONS"), String(relative)).toBe(true);
+    await writeFile(path.join(base, "file"), "x");
+    const blocked = await rejection(createEphemeralProvider({ root: path.join(base, "file", "root") }));
+    expect(isWorkspaceError(blocked, "WS_ROOT_UNAVAILABLE"), String(blocked)).toBe(true);
+    expect(errnoCode((blocked as Error).cause)).toBe("ENOTDIR");
+  });
+});
+
+describe("ephemeral provider: seedFrom races", () => {
+  it("does not follow a file swapped for a link between listing the source and opening the file", async () => {
+    const base = await tempDir();
+    const root = path.join(base, "root");
+    const canary = path.join(base, "canary.txt");
+    await writeFile(canary, "CANARY-8d1e");
+    const source = path.join(base, "agent-ws");
+    await mkdir(source);
+    await writeFile(path.join(source, "swapped.txt"), "innocent");
+    await writeFile(path.join(source, "plain.txt"), "plain");
+    let swaps = 0;
+    const racing: FsPort = {
+      ...nodeFsPort,
+      promises: new Proxy(nodeFsPort.promises, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (prop !== "open" || typeof value !== "function") return value;
+          return async (file: string, ...rest: unknown[]) => {
+            if (file === path.join(source, "swapped.txt")) {
+              // Listed as a regular file a moment ago; a link to the canary by the time it is opened.
+              swaps += 1;
+              await rm(file);
+              await symlink(canary, file);
+            }
+            return (value as (f: string, ...r: unknown[]) => Promise<unknown>).call(target, file, ...rest);
+          };
+        },
+      }),
+    };
+    const p = await createEphemeralProvider({ root, fs: racing });
+    onTestFinished(() => p.close());
+    const dir = dirOf(await p.acquire({ key: "race", seedFrom: source }));
+    expect(swaps).toBe(1);
+    expect(listTree(dir)).toEqual([MARKER_NAME, "plain.txt"].sort());
+    expect(await readFile(canary, "utf8")).toBe("CANARY-8d1e");
+  });
+});
+
+describe("ephemeral provider: seedFrom limits", () => {
+  it("copies at most 64 files, skips files over 1 MiB, and fails cleanly on a missing source", async () => {
+    const { p, base, root } = await provider();
+    const source = path.join(base, "many");
+    await mkdir(source);
+    for (let i = 0; i < 70; i++) await writeFile(path.join(source, `f${String(i).padStart(2, "0")}.txt`), `file ${i}`);
+    const dir = dirOf(await p.acquire({ key: "many", seedFrom: source }));
+    const copied = (await readdir(dir)).filter((name) => name !== MARKER_NAME);
+    expect(copied.length).toBe(64);
+    for (const name of copied) expect(await readFile(path.join(dir, name), "utf8")).toBe(await readFile(path.join(source, name), "utf8"));
+
+    const bigSource = path.join(base, "big");
+    await mkdir(bigSource);
+    await writeFile(path.join(bigSource, "big.bin"), Buffer.alloc(1024 * 1024 + 1, 1));
+    await writeFile(path.join(bigSource, "small.txt"), "small");
+    const bigDir = dirOf(await p.acquire({ key: "big", seedFrom: bigSource }));
+    expect((await readdir(bigDir)).sort()).toEqual([MARKER_NAME, "small.txt"].sort());
+
+    const before = (await readdir(root)).sort();
+    const error = await rejection(p.acquire({ key: "missing", seedFrom: path.join(base, "no-such-dir") }));
+    expect(isWorkspaceError(error, "WS_SEED_FAILED"), String(error)).toBe(true);
+    expect(errnoCode((error as Error).cause)).toBe("ENOENT");
+    expect((await readdir(root)).sort()).toEqual(before);
+    expect((await p.list()).length).toBe(2);
+  });
+});
+
+describe("safeRemove", () => {
+  it("refuses a target that is not a direct child of the root", async () => {
+    const base = await tempDir();
+    const root = path.join(base, "root");
+    await mkdir(path.join(root, "a", "b"), { recursive: true });
+    for (const target of [path.join(root, "a", "b"), base, root, path.join(base, "elsewhere")]) {
+      const result = await safeRemove({ fs: nodeFsPort, root, target, trashTag: "test-tag-1" });
+      expect(result.outcome, target).toBe("refused");
+      expect(result.outcome === "refused" && isWorkspaceError(result.error, "WS_OUTSIDE_ROOT")).toBe(true);
+    }
+    expect(existsSync(path.join(root, "a", "b"))).toBe(true);
+  });
+
+  it("puts back, untouched, a directory swapped in between the identity check and the rename", async () => {
+    const { p, base, root } = await provider({ seed: "none" });
+    const lease = await p.acquire({ key: "toctou" });
+    const dir = dirOf(lease);
+    let swapped = false;
+    const racing: FsPort = {
+      ...nodeFsPort,
+      promises: new Proxy(nodeFsPort.promises, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (prop !== "rename" || typeof value !== "function") return value;
+          return async (from: string, to: string) => {
+            if (!swapped && from === dir) {
+              // The attacker's move, timed right after the check: our directory out, theirs in.
+              swapped = true;
+              await rename(dir, path.join(base, "ours-moved"));
+              await mkdir(dir);
+              await writeFile(path.join(dir, "theirs.txt"), "theirs");
+            }
+            return (value as (a: string, b: string) => Promise<void>).call(target, from, to);
+          };
+        },
+      }),
+    };
+    const result = await safeRemove({ fs: racing, root, target: dir, identity: lease.identity, trashTag: p.instance.id });
+    expect(swapped).toBe(true);
+    expect(result.outcome).toBe("refused");
+    expect(result.outcome === "refused" && isWorkspaceError(result.error, "WS_IDENTITY_CHANGED")).toBe(true);
+    expect(await readFile(path.join(dir, "theirs.txt"), "utf8")).toBe("theirs");
+    expect((await readdir(root)).filter((name) => name.startsWith(".trash-"))).toEqual([]);
   });
 });

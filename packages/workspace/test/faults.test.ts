@@ -5,9 +5,10 @@ import { type WorkspaceErrorCode, errnoCode, isWorkspaceError } from "../src/err
 import type { FsPort } from "../src/fs-port.ts";
 import { MARKER_NAME, readMarker } from "../src/marker.ts";
 import { type EphemeralProvider, createEphemeralProvider } from "../src/providers/ephemeral.ts";
+import { createPersistentProvider } from "../src/providers/persistent.ts";
 import { sweep } from "../src/sweep.ts";
 import type { WorkspaceLease } from "../src/types.ts";
-import { memfsPort, withFaults } from "./helpers.ts";
+import { memfsPort, sysError, withFaults } from "./helpers.ts";
 
 const ROOT = "/tmp/openclaw-0";
 
@@ -162,17 +163,210 @@ describe("faults: permissions memfs enforces even for root", () => {
     expect(await r.provider.list()).toEqual([]);
     await expectNothingUntracked(r);
   });
+});
 
-  it("a 0500 directory inside a workspace is made writable and removed", async () => {
+describe("faults: more places", () => {
+  it("lstat failing at release → outcome failed (WS_REMOVE_FAILED), lease kept; a directory vanishing at rename → gone", async () => {
     const r = await rig();
     const lease = await r.provider.acquire({ key: "k" });
-    const locked = path.join(lease.path as string, "locked");
-    r.vol.mkdirSync(path.join(locked, "inner"), { recursive: true });
-    r.vol.writeFileSync(path.join(locked, "inner", "f.txt"), "x");
-    r.vol.chmodSync(path.join(locked, "inner"), 0o500);
-    r.vol.chmodSync(locked, 0o500);
-    const result = await r.provider.release(lease, "delete");
-    expect(result.outcome, String(result.error)).toBe("removed");
+    const dir = lease.path as string;
+    r.faults.set("lstat", { code: "EIO", match: (target) => target === dir });
+    const failed = await r.provider.release(lease, "delete");
+    expect(failed.outcome).toBe("failed");
+    expectWorkspaceError(failed.error, "WS_REMOVE_FAILED", "EIO");
+    expect((await r.provider.list()).length).toBe(1);
+    await expectNothingUntracked(r);
+    r.faults.clear();
+
+    r.faults.set("rename", { code: "ENOENT" });
+    const gone = await r.provider.release(lease, "delete");
+    expect(gone.outcome).toBe("gone");
+    expect(await r.provider.list()).toEqual([]);
+  });
+
+  it("seedFrom: a file that vanishes before it is opened is skipped; one that cannot be read fails the acquire cleanly", async () => {
+    const r = await rig();
+    r.vol.mkdirSync("/agent", { recursive: true });
+    r.vol.writeFileSync("/agent/a.txt", "a");
+    r.vol.writeFileSync("/agent/b.txt", "b");
+    r.faults.set("open", { code: "ENOENT", match: (target) => target === "/agent/a.txt" });
+    const lease = await r.provider.acquire({ key: "k", seedFrom: "/agent" });
+    expect((r.vol.readdirSync(lease.path as string) as string[]).map(String).sort()).toEqual([MARKER_NAME, "b.txt"].sort());
+
+    r.faults.set("open", { code: "EACCES", match: (target) => target === "/agent/a.txt" });
+    const error = await rejection(r.provider.acquire({ key: "k2", seedFrom: "/agent" }));
+    expectWorkspaceError(error, "WS_SEED_FAILED", "EACCES");
+    expect((await r.provider.list()).length).toBe(1);
+    await expectNothingUntracked(r);
+  });
+
+  it("the instance record cannot be written → WS_INSTANCE_LOCK_FAILED, no provider", async () => {
+    const { port: base, vol } = memfsPort();
+    const { port, faults } = withFaults(base);
+    faults.set("writeFile", { code: "ENOSPC", match: (target) => target.includes("/.instances/") });
+    const error = await rejection(createEphemeralProvider({ root: ROOT, fs: port }));
+    expectWorkspaceError(error, "WS_INSTANCE_LOCK_FAILED", "ENOSPC");
+    expect((vol.readdirSync(`${ROOT}/.instances`) as string[]).length).toBe(0);
+  });
+
+  it("a loose root that cannot be tightened → WS_ROOT_UNSAFE with the cause", async () => {
+    const { port: base, vol } = memfsPort();
+    const { port, faults } = withFaults(base);
+    vol.mkdirSync(ROOT, { recursive: true });
+    vol.chmodSync(ROOT, 0o777);
+    faults.set("open", { code: "EPERM", match: (target) => target === ROOT });
+    const error = await rejection(createEphemeralProvider({ root: ROOT, fs: port }));
+    expectWorkspaceError(error, "WS_ROOT_UNSAFE", "EPERM");
+    expect(vol.readdirSync(ROOT)).toEqual([]);
+    expect(vol.statSync(ROOT).mode & 0o777).toBe(0o777);
+  });
+});
+
+describe("faults: the collector", () => {
+  it("reports an entry it cannot inspect, fails (and keeps) trash it cannot delete, and still finishes", async () => {
+    const r = await rig();
+    const other = await createEphemeralProvider({ root: ROOT, fs: r.port, seed: "none" });
+    onTestFinished(() => other.close());
+    const lease = await other.acquire({ key: "k" });
+    const deadId = "0123abcd-dead-4000-8000-000000000000";
+    const trash = `${ROOT}/.trash-${deadId}-abcdefghij`;
+    r.vol.mkdirSync(`${trash}/sub`, { recursive: true });
+    await other.close();
+
+    r.faults.set("lstat", { code: "EIO", match: (target) => target === lease.path });
+    r.faults.set("rm", { code: "EBUSY", match: (target) => target === trash });
+    const result = await sweep({ root: ROOT, fs: r.port, instance: r.provider.instance });
+    const byName = new Map(result.entries.map((entry) => [entry.path, entry]));
+    expect(byName.get(lease.path as string)).toMatchObject({ kind: "unknown", action: "report", reason: "cannot inspect (EIO)" });
+    const trashEntry = byName.get(trash);
+    expect(trashEntry).toMatchObject({ kind: "trash", action: "reclaim", outcome: "failed" });
+    expectWorkspaceError(trashEntry?.error, "WS_REMOVE_FAILED", "EBUSY");
+    expect(result.failed).toBe(1);
+    expect(r.vol.existsSync(trash)).toBe(true);
+    expect(r.vol.existsSync(lease.path as string)).toBe(true);
+
+    r.faults.clear();
+    const again = await sweep({ root: ROOT, fs: r.port, instance: r.provider.instance });
+    expect(again.reclaimed).toBe(2);
     expect(rootEntries(r.vol)).toEqual([".instances"]);
+  });
+
+  it("a marker it cannot open is reported as unreadable", async () => {
+    const r = await rig();
+    const lease = await r.provider.acquire({ key: "k" });
+    r.faults.set("open", { code: "EACCES", match: (target) => path.basename(target) === MARKER_NAME });
+    const result = await sweep({ root: ROOT, fs: r.port, instance: r.provider.instance });
+    expect(result.entries).toEqual([expect.objectContaining({ path: lease.path, action: "report", reason: "marker unreadable (EACCES)" })]);
+  });
+
+  it("a root it cannot inspect → WS_ROOT_UNAVAILABLE; a collector lock it cannot take → WS_ROOT_UNAVAILABLE", async () => {
+    const r = await rig();
+    r.faults.set("lstat", { code: "EACCES", match: (target) => target === ROOT });
+    const uninspectable = await rejection(sweep({ root: ROOT, fs: r.port }));
+    expectWorkspaceError(uninspectable, "WS_ROOT_UNAVAILABLE", "EACCES");
+    r.faults.clear();
+
+    r.vol.chmodSync(ROOT, 0o500);
+    const unlockable = await rejection(sweep({ root: ROOT, fs: r.port }));
+    expectWorkspaceError(unlockable, "WS_ROOT_UNAVAILABLE", "EACCES");
+  });
+});
+
+describe("faults: persistent provider", () => {
+  it("a bootstrap file that cannot be written → WS_SEED_FAILED with the cause", async () => {
+    const { port: base } = memfsPort();
+    const { port, faults } = withFaults(base);
+    faults.set("writeFile", { code: "ENOSPC", match: (target) => path.basename(target) === "USER.md" });
+    const provider = createPersistentProvider({ stateDir: "/state", fs: port });
+    const error = await rejection(provider.acquire({ key: "k" }));
+    expectWorkspaceError(error, "WS_SEED_FAILED", "ENOSPC");
+    expect(await provider.list()).toEqual([]);
+  });
+});
+
+/**
+ * rm as a non-root user meets it (memfs's own rm ignores modes): a tree holding a directory
+ * without u+rwx cannot be emptied, EACCES.
+ */
+function nonRootRm(base: FsPort, vol: Rig["vol"]): FsPort {
+  const locked = (dir: string): boolean => {
+    const st = vol.lstatSync(dir);
+    if (!st.isDirectory()) return false;
+    if ((Number(st.mode) & 0o700) !== 0o700) return true;
+    return (vol.readdirSync(dir) as string[]).some((name) => locked(path.join(dir, String(name))));
+  };
+  const promises = new Proxy(base.promises, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (prop !== "rm" || typeof value !== "function") return value;
+      return async (target: string, options: unknown) => {
+        if (vol.existsSync(target) && locked(target)) throw sysError("EACCES", "rm", target);
+        return (value as (t: string, o: unknown) => Promise<void>).call(base.promises, target, options);
+      };
+    },
+  });
+  return { ...base, promises };
+}
+
+describe("faults: permissions inside a workspace", () => {
+  it("0500 and 0000 directories are made writable (by handle, or by path after lstat) and the tree is removed", async () => {
+    const { port: base, vol } = memfsPort();
+    const port = nonRootRm(base, vol);
+    const provider = await createEphemeralProvider({ root: ROOT, fs: port });
+    onTestFinished(() => provider.close());
+    const lease = await provider.acquire({ key: "k" });
+    const dir = lease.path as string;
+    vol.mkdirSync(path.join(dir, "ro", "inner"), { recursive: true });
+    vol.writeFileSync(path.join(dir, "ro", "inner", "f"), "f");
+    vol.mkdirSync(path.join(dir, "sealed", "deeper"), { recursive: true });
+    vol.chmodSync(path.join(dir, "ro", "inner"), 0o500);
+    vol.chmodSync(path.join(dir, "ro"), 0o500);
+    vol.chmodSync(path.join(dir, "sealed"), 0o000);
+    // The emulation bites: as it stands, this tree cannot be removed.
+    await expect(port.promises.rm(dir, { recursive: true, force: true })).rejects.toMatchObject({ code: "EACCES" });
+
+    const result = await provider.release(lease, "delete");
+    expect(result.outcome, String(result.error)).toBe("removed");
+    expect((vol.readdirSync(ROOT) as string[]).map(String)).toEqual([".instances"]);
+  });
+
+  it("a tree that stays undeletable is left as trash after one fix-up attempt, not retried forever", async () => {
+    const r = await rig();
+    const lease = await r.provider.acquire({ key: "k" });
+    r.faults.set("rm", { code: "EPERM" });
+    const result = await r.provider.release(lease, "delete");
+    expect(result.outcome).toBe("trashed");
+    expectWorkspaceError(result.error, "WS_REMOVE_FAILED", "EPERM");
+  });
+
+  it("ENAMETOOLONG from rm on a tree that is not deep ends as trash, not as a loop", async () => {
+    const r = await rig();
+    const lease = await r.provider.acquire({ key: "k" });
+    r.faults.set("rm", { code: "ENAMETOOLONG" });
+    const result = await r.provider.release(lease, "delete");
+    expect(result.outcome).toBe("trashed");
+    expectWorkspaceError(result.error, "WS_REMOVE_FAILED", "ENAMETOOLONG");
+    await expectNothingUntracked(r);
+  });
+
+  it("a lease directory that turns out to be a planted link is refused and nothing is written through it", async () => {
+    const { port: base, vol } = memfsPort();
+    vol.mkdirSync("/elsewhere", { recursive: true });
+    const port: FsPort = {
+      ...base,
+      async createLeaseDir(root, name) {
+        await base.promises.mkdir(root, { recursive: true });
+        vol.symlinkSync("/elsewhere", path.join(root, name));
+      },
+    };
+    const provider = await createEphemeralProvider({ root: ROOT, fs: port });
+    onTestFinished(() => provider.close());
+    const error = await rejection(provider.acquire({ key: "k" }));
+    expect(isWorkspaceError(error, "WS_CREATE_FAILED"), String(error)).toBe(true);
+    expect(vol.readdirSync("/elsewhere")).toEqual([]);
+    // Not ours to delete either: the link stays where it was planted.
+    const [planted] = vol.readdirSync(ROOT).filter((name) => !String(name).startsWith("."));
+    expect(vol.lstatSync(path.join(ROOT, String(planted))).isSymbolicLink()).toBe(true);
+    expect(await provider.list()).toEqual([]);
   });
 });

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { existsSync } from "node:fs";
-import { cp, lstat, mkdir, readFile, readdir, rename, symlink, utimes, writeFile } from "node:fs/promises";
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cp, lstat, mkdir, readFile, readdir, rename, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import lockfile from "proper-lockfile";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { isWorkspaceError } from "../src/errors.ts";
 import { type FsPort, nodeFsPort } from "../src/fs-port.ts";
+import { createLivenessProbe, registerInstance } from "../src/instance.ts";
 import { MARKER_NAME, buildMarker } from "../src/marker.ts";
 import { type EphemeralProvider, type EphemeralProviderOptions, createEphemeralProvider } from "../src/providers/ephemeral.ts";
 import { type SweepEntry, type SweepProgress, sweep } from "../src/sweep.ts";
@@ -377,5 +378,169 @@ describe("sweep: the root itself", () => {
     expect(isWorkspaceError(error, "WS_ROOT_UNSAFE"), String(error)).toBe(true);
     expect(existsSync(dead.leases[0]?.path as string)).toBe(true);
     expect((await lstat(root)).isSymbolicLink()).toBe(true);
+  });
+});
+
+describe("sweep: changes between the scan and the reclaim", () => {
+  it("a lease whose marker disappears after the scan is not deleted, and not counted as reclaimed", async () => {
+    const { root } = await newRoot();
+    const dead = await orphans(root, 2);
+    const [touched, untouched] = dead.leases as [WorkspaceLease, WorkspaceLease];
+    const sweeper = await open(root);
+    const result = await sweep({
+      root,
+      instance: sweeper.instance,
+      concurrency: 1,
+      onProgress: (p) => {
+        // The scan phase has decided this entry; take its marker away before the reclaim phase.
+        if (p.phase === "scan" && p.entry.path === touched.path) rmSync(path.join(touched.path as string, MARKER_NAME));
+      },
+    });
+    const entries = byPath(result.entries);
+    expect(entries.get(touched.path as string)?.action).toBe("reclaim");
+    expect(entries.get(touched.path as string)?.outcome).not.toBe("removed");
+    expect(entries.get(touched.path as string)?.outcome).not.toBe("gone");
+    expect(existsSync(touched.path as string)).toBe(true);
+    expect(entries.get(untouched.path as string)?.outcome).toBe("removed");
+    expect(result.reclaimed).toBe(1);
+    expect(result.failed).toBe(1);
+  });
+
+  it("a lease that vanished after the scan is gone, and a lease swapped for a copy after the scan is refused", async () => {
+    const { base, root } = await newRoot();
+    const dead = await orphans(root, 2);
+    const [vanished, swapped] = dead.leases as [WorkspaceLease, WorkspaceLease];
+    const sweeper = await open(root);
+    const result = await sweep({
+      root,
+      instance: sweeper.instance,
+      concurrency: 1,
+      onProgress: (p) => {
+        if (p.phase !== "scan") return;
+        if (p.entry.path === vanished.path) rmSync(vanished.path as string, { recursive: true });
+        if (p.entry.path === swapped.path) {
+          // Same name, same marker bytes, another inode: someone's copy, not our directory.
+          renameSync(swapped.path as string, path.join(base, "moved-away"));
+          mkdirSync(swapped.path as string);
+          cpSync(path.join(base, "moved-away", MARKER_NAME), path.join(swapped.path as string, MARKER_NAME));
+          writeFileSync(path.join(swapped.path as string, "theirs.txt"), "theirs");
+        }
+      },
+    });
+    const entries = byPath(result.entries);
+    expect(entries.get(vanished.path as string)?.outcome).toBe("gone");
+    const refused = entries.get(swapped.path as string);
+    expect(refused?.outcome).toBe("refused");
+    expect(isWorkspaceError(refused?.error, "WS_IDENTITY_CHANGED"), String(refused?.error)).toBe(true);
+    expect(existsSync(path.join(swapped.path as string, "theirs.txt"))).toBe(true);
+    expect(result.reclaimed).toBe(1);
+    expect(result.failed).toBe(1);
+  });
+});
+
+describe("liveness: what counts as alive", () => {
+  /** A fresh lock directory for `id`, as a running instance keeps it. */
+  async function freshLock(root: string, id: string): Promise<void> {
+    await mkdir(path.join(root, ".instances", `${id}.lock`), { recursive: true });
+  }
+
+  it("anything unclear is alive; a bad id or a missing lock is dead", async () => {
+    const { root } = await newRoot();
+    const live = await open(root);
+    const probe = createLivenessProbe({ root });
+    const instances = path.join(root, ".instances");
+    const info = JSON.parse(await readFile(path.join(instances, `${live.instance.id}.json`), "utf8")) as Record<string, unknown>;
+
+    expect(await probe.isAlive(live.instance.id)).toBe(true);
+    expect(await probe.isAlive("NOT/AN-ID")).toBe(false);
+    expect(await probe.isAlive(randomUUID())).toBe(false);
+
+    const noInfo = randomUUID();
+    await freshLock(root, noInfo);
+    expect(await probe.isAlive(noInfo)).toBe(true);
+
+    const otherHost = randomUUID();
+    await freshLock(root, otherHost);
+    await writeFile(path.join(instances, `${otherHost}.json`), JSON.stringify({ ...info, id: otherHost, host: "another-host", pid: 999_999_999 }));
+    expect(await probe.isAlive(otherHost)).toBe(true);
+
+    const sameHostDeadPid = randomUUID();
+    await freshLock(root, sameHostDeadPid);
+    await writeFile(path.join(instances, `${sameHostDeadPid}.json`), JSON.stringify({ ...info, id: sameHostDeadPid, pid: 999_999_999 }));
+    expect(await probe.isAlive(sameHostDeadPid)).toBe(false);
+
+    const infoIsDir = randomUUID();
+    await freshLock(root, infoIsDir);
+    await mkdir(path.join(instances, `${infoIsDir}.json`));
+    expect(await probe.isAlive(infoIsDir)).toBe(true);
+
+    const oversize = randomUUID();
+    await freshLock(root, oversize);
+    await writeFile(path.join(instances, `${oversize}.json`), JSON.stringify({ ...info, id: oversize, pid: 999_999_999 }) + " ".repeat(5000));
+    expect(await probe.isAlive(oversize)).toBe(true);
+
+    const garbage = randomUUID();
+    await freshLock(root, garbage);
+    await writeFile(path.join(instances, `${garbage}.json`), "{garbage");
+    expect(await probe.isAlive(garbage)).toBe(true);
+
+    const stale = randomUUID();
+    await freshLock(root, stale);
+    const old = new Date(Date.now() - 10 * 60_000);
+    await utimes(path.join(instances, `${stale}.lock`), old, old);
+    expect(await probe.isAlive(stale)).toBe(false);
+  });
+
+  it("a lock that cannot be checked counts as alive", async () => {
+    const { root } = await newRoot();
+    await mkdir(root, { mode: 0o700 });
+    await writeFile(path.join(root, ".instances"), "a file where the directory should be");
+    const probe = createLivenessProbe({ root });
+    expect(await probe.isAlive(randomUUID())).toBe(true);
+  });
+
+  it("validates the timing options", async () => {
+    const { root } = await newRoot();
+    for (const liveness of [{ staleMs: 1999 }, { staleMs: 2000.5 }, { staleMs: 10_000, heartbeatMs: 999 }, { staleMs: 10_000, heartbeatMs: 5001 }]) {
+      let caught: unknown;
+      try {
+        createLivenessProbe({ root, ...liveness });
+      } catch (error) {
+        caught = error;
+      }
+      expect(isWorkspaceError(caught, "WS_INVALID_OPTIONS"), `${JSON.stringify(liveness)}: ${String(caught)}`).toBe(true);
+      const viaProvider = await rejection(createEphemeralProvider({ root, liveness }));
+      expect(isWorkspaceError(viaProvider, "WS_INVALID_OPTIONS"), JSON.stringify(liveness)).toBe(true);
+    }
+  });
+
+  it("an instance whose lock is taken away is told so, and still closes cleanly", async () => {
+    const { root } = await newRoot();
+    await mkdir(root, { mode: 0o700 });
+    let compromised: ((error: unknown) => void) | undefined;
+    const told = new Promise<unknown>((resolve) => {
+      compromised = resolve;
+    });
+    const instance = await registerInstance({ root, staleMs: 2000, heartbeatMs: 1000, onCompromised: (error) => compromised?.(error) });
+    onTestFinished(() => instance.close());
+    await rm(path.join(root, ".instances", `${instance.id}.lock`), { recursive: true });
+    // Hang detection only: the heartbeat notices within about a second.
+    const error = await Promise.race([told, new Promise((resolve) => setTimeout(() => resolve("timeout"), 15_000))]);
+    expect(isWorkspaceError(error, "WS_INSTANCE_LOCK_FAILED"), String(error)).toBe(true);
+    await instance.close();
+    await instance.close();
+    expect(instance.closed).toBe(true);
+    expect(existsSync(path.join(root, ".instances", `${instance.id}.json`))).toBe(false);
+  });
+});
+
+describe("sweep: odd but harmless roots", () => {
+  it("a root with no .instances directory and a marker that is a directory", async () => {
+    const { root } = await newRoot();
+    await mkdir(path.join(root, "marker-is-dir", MARKER_NAME), { recursive: true, mode: 0o700 });
+    const result = await sweep({ root });
+    expect(result.entries).toEqual([expect.objectContaining({ name: "marker-is-dir", action: "report", reason: "marker is not a regular file" })]);
+    expect(result.forgottenInstances).toBe(0);
+    expect(existsSync(path.join(root, "marker-is-dir", MARKER_NAME))).toBe(true);
   });
 });

@@ -82,9 +82,16 @@ export async function createEphemeralProvider(options: EphemeralProviderOptions 
     }
   }
 
-  /** Removes a directory this acquire just made; a failure leaves a trash entry or a marked directory, both collectable. */
-  async function undo(dir: string, identity: DirIdentity | undefined): Promise<void> {
-    await safeRemove({ fs, root, target: dir, identity, trashTag: instance.id });
+  /**
+   * Removes a directory this acquire just made and says what became of it. A failure leaves a
+   * trash entry (collectable) or the directory itself (the caller's ledger recorded its path
+   * through beforeCreate, which is the proof the gateway's collector uses).
+   */
+  async function undo(dir: string, identity: DirIdentity): Promise<string> {
+    const result = await safeRemove({ fs, root, target: dir, identity, trashTag: instance.id });
+    if (result.outcome === "removed" || result.outcome === "gone") return "the new directory was removed again";
+    if (result.outcome === "trashed") return `the new directory was moved to "${result.trashPath}" for the collector`;
+    return `the new directory could not be removed and is left at "${dir}" (${result.error.message})`;
   }
 
   async function acquire(request: Parameters<WorkspaceProvider["acquire"]>[0]): Promise<WorkspaceLease> {
@@ -117,36 +124,36 @@ export async function createEphemeralProvider(options: EphemeralProviderOptions 
       });
     }
 
-    let identity: DirIdentity | undefined;
-    try {
-      const st = await fs.promises.lstat(dir, { bigint: true });
-      if (!st.isDirectory() || st.isSymbolicLink() || (uid !== undefined && st.uid !== BigInt(uid))) {
-        throw new Error("the new entry is not a directory of this user");
-      }
-      identity = { dev: st.dev.toString(), ino: st.ino.toString() };
-      const createdAt = Date.now();
-      await writeMarker(fs, dir, buildMarker({ leaseId, instanceId: instance.id, dir, key: request.key, agentId, createdAt, identity }));
-      const lease: WorkspaceLease = { leaseId, kind: "ephemeral", key: request.key, agentId, path: dir, createdAt, identity, instanceId: instance.id, created: true };
-      try {
-        if (request.seedFrom !== undefined) await seedFromDirectory(fs, request.seedFrom, dir);
-        else if (seedMode === "templates") await seedBootstrap(fs, dir);
-      } catch (error) {
-        await undo(dir, identity);
-        throw new WorkspaceError("WS_SEED_FAILED", `Cannot seed the workspace "${dir}"${request.seedFrom === undefined ? "" : ` from "${request.seedFrom}"`} (${errnoCode(error) ?? describeError(error)})`, {
-          cause: error,
-          path: dir,
-        });
-      }
-      live.set(leaseId, lease);
-      return lease;
-    } catch (error) {
-      if (error instanceof WorkspaceError) throw error;
-      await undo(dir, identity);
-      throw new WorkspaceError("WS_MARKER_FAILED", `Cannot write the ownership marker in "${dir}" (${errnoCode(error) ?? describeError(error)})`, {
-        cause: error,
+    // Only a real directory of ours at the new name is ever written into, or removed on failure.
+    const st = await fs.promises.lstat(dir, { bigint: true }).catch(() => null);
+    if (st === null || !st.isDirectory() || st.isSymbolicLink() || (uid !== undefined && st.uid !== BigInt(uid))) {
+      throw new WorkspaceError("WS_CREATE_FAILED", `The new workspace "${dir}" is missing or is not a directory of this user right after creation; it was left untouched`, {
         path: dir,
+        fix: "Something else created or replaced this entry inside the private root: inspect it by hand",
       });
     }
+    const identity: DirIdentity = { dev: st.dev.toString(), ino: st.ino.toString() };
+    const createdAt = Date.now();
+    try {
+      await writeMarker(fs, dir, buildMarker({ leaseId, instanceId: instance.id, dir, key: request.key, agentId, createdAt, identity }));
+    } catch (error) {
+      const fate = await undo(dir, identity);
+      throw new WorkspaceError("WS_MARKER_FAILED", `Cannot write the ownership marker in "${dir}" (${errnoCode(error) ?? describeError(error)}); ${fate}`, { cause: error, path: dir });
+    }
+    try {
+      if (request.seedFrom !== undefined) await seedFromDirectory(fs, request.seedFrom, dir);
+      else if (seedMode === "templates") await seedBootstrap(fs, dir);
+    } catch (error) {
+      const fate = await undo(dir, identity);
+      throw new WorkspaceError(
+        "WS_SEED_FAILED",
+        `Cannot seed the workspace "${dir}"${request.seedFrom === undefined ? "" : ` from "${request.seedFrom}"`} (${errnoCode(error) ?? describeError(error)}); ${fate}`,
+        { cause: error, path: dir },
+      );
+    }
+    const lease: WorkspaceLease = { leaseId, kind: "ephemeral", key: request.key, agentId, path: dir, createdAt, identity, instanceId: instance.id, created: true };
+    live.set(leaseId, lease);
+    return lease;
   }
 
   async function doRelease(lease: WorkspaceLease, reason: ReleaseReason): Promise<ReleaseResult> {
