@@ -92,12 +92,32 @@ export async function registerInstance(options: InstanceOptions): Promise<Instan
   const dir = path.join(options.root, INSTANCES_DIR);
   const ident = machineIdentity();
   const info: InstanceInfo = { v: 1, id, pid: process.pid, host: ident.host, bootId: ident.bootId, pidNs: ident.pidNs, startedAt: Date.now() };
-  let unlock: () => Promise<void>;
-  try {
+  const handle = {
+    id,
+    root: options.root,
+    busyTrash: new Set<string>(),
+    closed: false,
+    lost: false,
+    close(): Promise<void> {
+      closing ??= (async () => {
+        handle.closed = true;
+        if (relockTimer !== undefined) clearTimeout(relockTimer);
+        if (!handle.lost) await unlock().catch(() => undefined);
+        await fs.promises.rm(infoPath(options.root, id), { force: true }).catch(() => undefined);
+      })();
+      return closing;
+    },
+  };
+  let closing: Promise<void> | undefined;
+  let relockTimer: ReturnType<typeof setTimeout> | undefined;
+  let unlock: () => Promise<void> = async () => undefined;
+
+  /** Writes the record (if missing) and takes the lock; the record is ours, so a re-lock may rewrite it. */
+  async function takeLock(first: boolean): Promise<void> {
     await fs.promises.mkdir(dir, { mode: 0o700 }).catch((error: unknown) => {
       if (errnoCode(error) !== "EEXIST") throw error;
     });
-    await fs.promises.writeFile(infoPath(options.root, id), JSON.stringify(info), { flag: "wx", mode: 0o600 });
+    await fs.promises.writeFile(infoPath(options.root, id), JSON.stringify(info), { flag: first ? "wx" : "w", mode: 0o600 });
     unlock = await lockfile.lock(infoPath(options.root, id), {
       lockfilePath: lockPath(options.root, id),
       realpath: false,
@@ -108,32 +128,37 @@ export async function registerInstance(options: InstanceOptions): Promise<Instan
       onCompromised: (error: Error) => {
         handle.lost = true;
         options.onCompromised?.(
-          new WorkspaceError("WS_INSTANCE_LOCK_FAILED", `The liveness lock of instance ${id} was lost (${describeError(error)})`, { cause: error }),
+          new WorkspaceError("WS_INSTANCE_LOCK_FAILED", `The liveness lock of instance ${id} was lost (${describeError(error)}); taking it again`, { cause: error }),
         );
+        scheduleRelock();
       },
     });
+    handle.lost = false;
+  }
+
+  /**
+   * A lost lock (its directory removed, say by an OS temp cleaner, or an event-loop stall past
+   * staleMs) is taken again under the same id, so the leases this instance marked stay alive in
+   * every collector's eyes from then on. Retried every heartbeat until it works or we close.
+   */
+  function scheduleRelock(delayMs = 0): void {
+    if (handle.closed || relockTimer !== undefined) return;
+    relockTimer = setTimeout(() => {
+      relockTimer = undefined;
+      if (handle.closed) return;
+      takeLock(false).catch(() => scheduleRelock(heartbeatMs));
+    }, delayMs);
+    relockTimer.unref();
+  }
+
+  try {
+    await takeLock(true);
   } catch (error) {
     throw new WorkspaceError("WS_INSTANCE_LOCK_FAILED", `Cannot register instance ${id} in "${dir}" (${errnoCode(error) ?? describeError(error)})`, {
       cause: error,
       path: dir,
     });
   }
-  let closing: Promise<void> | undefined;
-  const handle = {
-    id,
-    root: options.root,
-    busyTrash: new Set<string>(),
-    closed: false,
-    lost: false,
-    close(): Promise<void> {
-      closing ??= (async () => {
-        handle.closed = true;
-        if (!handle.lost) await unlock().catch(() => undefined);
-        await fs.promises.rm(infoPath(options.root, id), { force: true }).catch(() => undefined);
-      })();
-      return closing;
-    },
-  };
   return handle;
 }
 

@@ -28,13 +28,16 @@ export interface AgentWorkspaceConfig {
   defaultsWorkspace?: string | undefined;
   /** The default agent's id (normalised). Default `main`. */
   defaultAgentId?: string | undefined;
+  /** `$OPENCLAW_WORKSPACE_DIR`: the default agent's workspace when `defaultsWorkspace` is unset (upstream's order). */
+  envWorkspace?: string | undefined;
   /** Explicit per-agent workspaces (`agents.entries[id].workspace`), keyed by normalised id. */
   agentWorkspaces?: Readonly<Record<string, string | undefined>> | undefined;
 }
 
 /**
  * Upstream's `resolveAgentWorkspaceDir`: an explicit per-agent workspace wins; the default agent
- * uses `agents.defaults.workspace` or `<stateDir>/workspace`; another agent uses
+ * uses `agents.defaults.workspace`, else `$OPENCLAW_WORKSPACE_DIR` (`envWorkspace`), else
+ * `<stateDir>/workspace`; another agent uses
  * `<agents.defaults.workspace>/<id>` when that root is set, else `<stateDir>/workspace-<id>`.
  */
 export function resolveAgentWorkspaceDir(agentId: string, config: AgentWorkspaceConfig): string {
@@ -44,7 +47,9 @@ export function resolveAgentWorkspaceDir(agentId: string, config: AgentWorkspace
   const defaultId = normalizeAgentId(config.defaultAgentId ?? DEFAULT_AGENT_ID);
   const root = config.defaultsWorkspace;
   if (id === defaultId) {
-    return path.resolve(root !== undefined && root !== "" ? root : path.join(config.stateDir, "workspace"));
+    if (root !== undefined && root !== "") return path.resolve(root);
+    if (config.envWorkspace !== undefined && config.envWorkspace !== "") return path.resolve(config.envWorkspace);
+    return path.resolve(config.stateDir, "workspace");
   }
   if (root !== undefined && root !== "") return path.resolve(root, id);
   return path.resolve(config.stateDir, `workspace-${id}`);

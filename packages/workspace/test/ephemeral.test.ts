@@ -400,13 +400,14 @@ describe("ephemeral provider: options and the root after start", () => {
     expect(existsSync(path.join(p.root, ".instances", `${p.instance.id}.json`))).toBe(true);
   });
 
-  it("refuses to acquire once the root is gone (WS_ROOT_UNAVAILABLE) or replaced (WS_ROOT_UNSAFE), creating nothing", async () => {
+  it("makes a vanished root again, but refuses a root replaced behind its back (WS_ROOT_UNSAFE), creating nothing", async () => {
     const { p, base, root } = await provider();
     await rename(root, path.join(base, "root-moved"));
-    const gone = await rejection(p.acquire({ key: "k" }));
-    expect(isWorkspaceError(gone, "WS_ROOT_UNAVAILABLE"), String(gone)).toBe(true);
-    expect(existsSync(root)).toBe(false);
+    const again = await p.acquire({ key: "k" });
+    expect(path.dirname(again.path as string)).toBe(root);
+    await p.release(again, "delete");
 
+    await rename(root, path.join(base, "root-moved-2"));
     await mkdir(root, { mode: 0o700 });
     const replaced = await rejection(p.acquire({ key: "k" }));
     expect(isWorkspaceError(replaced, "WS_ROOT_UNSAFE"), String(replaced)).toBe(true);

@@ -59,7 +59,7 @@ export async function createEphemeralProvider(options: EphemeralProviderOptions 
   if (options.instance !== undefined && path.resolve(options.instance.root) !== root) {
     throw new WorkspaceError("WS_INVALID_OPTIONS", `The instance belongs to "${options.instance.root}", not to "${root}"`);
   }
-  const rootIdentity = await ensurePrivateRoot(fs, root, options.looseRoot ?? "tighten");
+  let rootIdentity = await ensurePrivateRoot(fs, root, options.looseRoot ?? "tighten");
   const instance = options.instance ?? (await registerInstance({ root, fs, ...options.liveness }));
   const ownsInstance = options.instance === undefined;
   const defaultAgentId = normalizeAgentId(options.defaultAgentId ?? DEFAULT_AGENT_ID);
@@ -74,9 +74,18 @@ export async function createEphemeralProvider(options: EphemeralProviderOptions 
 
   /** Cheap re-check on every acquire: the root is still the directory we verified. */
   async function checkRoot(): Promise<void> {
-    const st = await fs.promises.lstat(root, { bigint: true }).catch((error: unknown) => {
-      throw new WorkspaceError("WS_ROOT_UNAVAILABLE", `The ephemeral root "${root}" is gone (${errnoCode(error) ?? describeError(error)})`, { cause: error, path: root });
-    });
+    let st;
+    try {
+      st = await fs.promises.lstat(root, { bigint: true });
+    } catch (error) {
+      if (errnoCode(error) !== "ENOENT") {
+        throw new WorkspaceError("WS_ROOT_UNAVAILABLE", `Cannot inspect the ephemeral root "${root}" (${errnoCode(error) ?? describeError(error)})`, { cause: error, path: root });
+      }
+      // Gone (an OS temp cleaner, a reboot-time wipe of a tmpfs): make it again, with every check.
+      // The instance lock went with it; the instance takes it again on its own.
+      rootIdentity = await ensurePrivateRoot(fs, root, options.looseRoot ?? "tighten");
+      return;
+    }
     if (st.isSymbolicLink() || !st.isDirectory() || st.dev.toString() !== rootIdentity.dev || st.ino.toString() !== rootIdentity.ino) {
       throw new WorkspaceError("WS_ROOT_UNSAFE", `The ephemeral root "${root}" was replaced after it was verified`, { path: root });
     }
@@ -91,7 +100,7 @@ export async function createEphemeralProvider(options: EphemeralProviderOptions 
     const result = await safeRemove({ fs, root, target: dir, identity, trashTag: instance.id });
     if (result.outcome === "removed" || result.outcome === "gone") return "the new directory was removed again";
     if (result.outcome === "trashed") return `the new directory was moved to "${result.trashPath}" for the collector`;
-    return `the new directory could not be removed and is left at "${dir}" (${result.error.message})`;
+    return `the new directory could not be removed and is left at "${dir}" (${"error" in result ? result.error.message : result.outcome})`;
   }
 
   async function acquire(request: Parameters<WorkspaceProvider["acquire"]>[0]): Promise<WorkspaceLease> {
