@@ -1,12 +1,23 @@
 import { existsSync } from "node:fs";
-import { type EphemeralProvider, type SweepProgress, type SweepResult, createLivenessProbe, readMarker, nodeFsPort, safeRemove, sweep } from "@ocgw/workspace";
+import * as path from "node:path";
+import { type InstanceHandle, type SweepProgress, type SweepResult, createLivenessProbe, readMarker, nodeFsPort, safeRemove, sweep } from "@ocgw/workspace";
 import type { Store } from "./store/index.ts";
 
 export interface CollectorOptions {
-  store: Store;
-  ephemeral: EphemeralProvider;
+  /** The ledger to reconcile. Unset (offline, no database yet): the sweep alone. */
+  store?: Store | undefined;
+  /** The ephemeral root to sweep. */
+  root: string;
+  /**
+   * The running gateway's instance, whose leases are alive by definition. Unset when the
+   * collector runs offline (`ocgw workspaces gc`): every owner must then prove itself alive
+   * through its liveness lock.
+   */
+  instance?: InstanceHandle | undefined;
   /** `workspace.ephemeral.staleMs`. */
   staleMs: number;
+  /** Extra upkeep before each real (not dry-run) collection: the gateway retries failed releases and prunes old runs. */
+  housekeeping?(): Promise<void>;
   log?(line: string): void;
 }
 
@@ -31,17 +42,22 @@ const OPEN_STATES = ["acquiring", "live", "releasing", "failed"] as const;
  * ledger can prove. A lease row recorded by a dead instance whose directory never got its marker
  * (a crash between mkdir and marker write) names a path the ledger wrote before the directory
  * existed: that row is the proof, so the directory is removed safely too.
+ *
+ * Runs inside a gateway (`instance` set: its own leases are alive) or offline from
+ * `ocgw workspaces gc` (no instance, optionally no store).
  */
 export function createCollector(options: CollectorOptions): Collector {
-  const { store, ephemeral } = options;
-  const probe = createLivenessProbe({ root: ephemeral.root, staleMs: options.staleMs });
+  const { store, instance } = options;
+  const root = path.resolve(options.root);
+  const probe = createLivenessProbe({ root, staleMs: options.staleMs });
   let timer: ReturnType<typeof setInterval> | undefined;
   let running: Promise<CollectorReport> | undefined;
 
   async function reconcile(): Promise<number> {
+    if (store === undefined) return 0;
     const alive = new Map<string, Promise<boolean>>();
     const isAlive = (id: string): Promise<boolean> => {
-      if (id === ephemeral.instance.id) return Promise.resolve(true);
+      if (instance !== undefined && id === instance.id) return Promise.resolve(!instance.closed);
       let known = alive.get(id);
       if (known === undefined) alive.set(id, (known = probe.isAlive(id)));
       return known;
@@ -52,8 +68,9 @@ export function createCollector(options: CollectorOptions): Collector {
       let outcome = row.kind === "ephemeral" ? "gone" : "kept";
       if (row.kind === "ephemeral" && row.path !== null && existsSync(row.path)) {
         const marker = await readMarker(nodeFsPort, row.path);
-        if (marker.ok || row.state !== "acquiring") continue; // the sweep owns marked directories
-        const removed = await safeRemove({ fs: nodeFsPort, root: ephemeral.root, target: row.path, trashTag: ephemeral.instance.id });
+        // The sweep owns marked directories; an unmarked one is ours only by this row (an acquire cut short).
+        if (marker.ok || (row.state !== "acquiring" && row.state !== "failed")) continue;
+        const removed = await safeRemove({ fs: nodeFsPort, root, target: row.path, trashTag: instance?.id ?? "collector-offline" });
         if (removed.outcome !== "removed" && removed.outcome !== "gone") continue;
         outcome = removed.outcome;
       }
@@ -63,7 +80,8 @@ export function createCollector(options: CollectorOptions): Collector {
   }
 
   async function collect(dryRun: boolean, onProgress?: (progress: SweepProgress) => void): Promise<CollectorReport> {
-    const result = await sweep({ root: ephemeral.root, instance: ephemeral.instance, dryRun, staleMs: options.staleMs, onProgress });
+    if (!dryRun) await options.housekeeping?.().catch((error: unknown) => options.log?.(`housekeeping: ${error instanceof Error ? error.message : String(error)}`));
+    const result = await sweep({ root, instance, dryRun, staleMs: options.staleMs, onProgress });
     const ledgerReconciled = dryRun ? 0 : await reconcile();
     if (!dryRun && (result.reclaimed > 0 || ledgerReconciled > 0 || result.failed > 0)) {
       options.log?.(`collector: reclaimed ${result.reclaimed}, kept ${result.kept}, reported ${result.reported}, failed ${result.failed}, ledger rows closed ${ledgerReconciled}`);
@@ -92,5 +110,58 @@ export function createCollector(options: CollectorOptions): Collector {
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
     },
+  };
+}
+
+/** One entry of a {@link GcSummary}: a sweep entry as plain JSON. */
+export interface GcSummaryEntry {
+  readonly path: string;
+  /** `lease` (a marked workspace), `trash` (a `.trash-*` leftover) or `unknown` (not provably ours). */
+  readonly kind: "lease" | "trash" | "unknown";
+  /** reclaim: ours and dead; keep: ours and alive; report: not provably ours, never deleted. */
+  readonly action: "reclaim" | "keep" | "report";
+  readonly reason: string;
+  /** For reclaim entries: planned (dry run), removed, gone, refused, failed or trashed. */
+  readonly outcome: string | null;
+  readonly sessionKey: string | null;
+  readonly instanceId: string | null;
+  readonly error: string | null;
+}
+
+/** A collection as plain JSON: the `workspaces.gc` result, and what `ocgw workspaces gc` prints. */
+export interface GcSummary {
+  readonly root: string;
+  readonly dryRun: boolean;
+  readonly reclaimed: number;
+  readonly kept: number;
+  readonly reported: number;
+  readonly failed: number;
+  readonly ledgerReconciled: number;
+  readonly durationMs: number;
+  readonly entries: GcSummaryEntry[];
+}
+
+/** The one mapping from a {@link CollectorReport} to its JSON shape. */
+export function toGcSummary(report: CollectorReport): GcSummary {
+  const sweepResult = report.sweep;
+  return {
+    root: sweepResult.root,
+    dryRun: sweepResult.dryRun,
+    reclaimed: sweepResult.reclaimed,
+    kept: sweepResult.kept,
+    reported: sweepResult.reported,
+    failed: sweepResult.failed,
+    ledgerReconciled: report.ledgerReconciled,
+    durationMs: Math.round(sweepResult.durationMs),
+    entries: sweepResult.entries.map((entry) => ({
+      path: entry.path,
+      kind: entry.kind,
+      action: entry.action,
+      reason: entry.reason,
+      outcome: entry.outcome ?? null,
+      sessionKey: entry.key ?? null,
+      instanceId: entry.instanceId ?? null,
+      error: entry.error?.message ?? null,
+    })),
   };
 }

@@ -24,10 +24,15 @@ export const gatewayErrorCatalog = {
   INVALID_SESSION_KEY: { wire: "INVALID_REQUEST", meaning: "The session key is malformed (empty part, over 512 characters).", fix: "Send a key like agent:<agentId>:<name> or a bare name." },
   SESSION_NOT_FOUND: { wire: "INVALID_REQUEST", meaning: "No session exists for the key.", fix: "Create it with sessions.create or chat.send first, or check the key with sessions.list." },
   IDEMPOTENCY_CONFLICT: { wire: "INVALID_REQUEST", meaning: "An idempotencyKey was reused for a different message.", fix: "Use a fresh idempotencyKey for each new message." },
-  RUN_NOT_FOUND: { wire: "INVALID_REQUEST", meaning: "No run is known under this runId.", fix: "Pass the runId (idempotencyKey) of a run started on this gateway in the last few minutes." },
+  RUN_NOT_FOUND: { wire: "INVALID_REQUEST", meaning: "No run is known under this runId.", fix: "Pass the runId (idempotencyKey) of a run started on this gateway in the last 24 hours." },
   WORKSPACE_UNAVAILABLE: { wire: "UNAVAILABLE", meaning: "A workspace could not be provided for the session (see the cause).", fix: "Check the ephemeral root and free space (ocgw doctor), or send workspace: false." },
   GATEWAY_CLOSING: { wire: "UNAVAILABLE", meaning: "The gateway is shutting down and takes no new work.", fix: "Reconnect once it is back." },
   INSECURE_BIND: { wire: "INVALID_REQUEST", meaning: "A non-loopback bind was requested without an auth token.", fix: "Set gateway.auth.token (or OCGW_GATEWAY_TOKEN), or bind loopback." },
+  GATEWAY_UNREACHABLE: { wire: "UNAVAILABLE", meaning: "The client could not reach the gateway (connection refused, timed out, or closed while a request was pending).", fix: "Start the gateway (ocgw gateway run) or pass its address with --url (default ws://127.0.0.1:18789)." },
+  HANDSHAKE_FAILED: { wire: "INVALID_REQUEST", meaning: "The gateway did not complete the connect handshake (wrong or missing token, protocol mismatch, no challenge).", fix: "Pass the gateway's gateway.auth.token with --token or OCGW_GATEWAY_TOKEN, and check that --url points at an OpenClaw protocol 4 gateway." },
+  RPC_FAILED: { wire: "UNAVAILABLE", meaning: "The gateway answered a request with an error; details.remote holds the error it sent.", fix: "Read the gateway's message and code in details.remote; docs/errors.md explains each code." },
+  REQUEST_TIMEOUT: { wire: "UNAVAILABLE", meaning: "The gateway did not answer a request within the client's timeout.", fix: "Raise the timeout (--timeout), or check the gateway's log for a stuck method." },
+  LEGACY_UNREADABLE: { wire: "INVALID_REQUEST", meaning: "The OpenClaw state directory to scan does not exist, is not a directory, or its openclaw.json is not valid JSON5.", fix: "Pass the OpenClaw state directory (e.g. ~/.openclaw) and fix openclaw.json at the line named; nothing was removed." },
 } as const satisfies Record<string, { wire: WireErrorCode; meaning: string; fix: string }>;
 
 export type GatewayErrorCode = keyof typeof gatewayErrorCatalog;
@@ -44,6 +49,8 @@ export interface GatewayErrorOptions {
 export class GatewayError extends Error {
   override readonly name = "GatewayError";
   readonly code: GatewayErrorCode;
+  /** The message without the fix sentence: what went wrong, for places that show only that (chat error events). */
+  readonly detail: string;
   readonly details: Record<string, unknown> | undefined;
   readonly retryable: boolean | undefined;
 
@@ -51,6 +58,7 @@ export class GatewayError extends Error {
     const fix = options.fix === undefined ? gatewayErrorCatalog[code].fix : options.fix;
     super(fix === null ? detail : `${detail}. ${fix}`, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.detail = detail;
     this.details = options.details;
     this.retryable = options.retryable;
   }

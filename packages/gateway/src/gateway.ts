@@ -16,6 +16,9 @@ import { type SessionRecord, type Store, openStore } from "./store/index.ts";
 
 export const GATEWAY_VERSION = "0.1.0";
 
+/** Finished runs are kept this long for idempotent replays and agent.wait: 24 h. */
+export const RUN_RETENTION_MS = 24 * 60 * 60_000;
+
 export interface GatewayOptions {
   /** One line per notable event (ready, collector results, failures). Default: none. */
   log?: ((line: string) => void) | undefined;
@@ -81,6 +84,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
       stateDir: config.stateDir,
       defaultsWorkspace: config.agents.defaults.workspace,
       defaultAgentId: config.defaultAgentId,
+      envWorkspace: process.env.OPENCLAW_WORKSPACE_DIR,
       agentWorkspaces: Object.fromEntries(Object.entries(config.agents.entries).map(([id, entry]) => [id, entry.workspace])),
     };
     const ephemeralRoot = config.workspace.ephemeral.root ?? defaultEphemeralRoot();
@@ -108,8 +112,9 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
     const runner: AgentRunner = createRunner(runnerSpec(config));
     cleanups.push(() => runner.close());
 
-    let server: ProtocolServer | undefined;
-    const broadcast = (event: string, payload: unknown, filter?: Parameters<ProtocolServer["broadcast"]>[2]): void => server?.broadcast(event, payload, filter);
+    // Runs and sessions emit through this before the server exists (never in practice: it starts first).
+    const wire: { server?: ProtocolServer } = {};
+    const broadcast = (event: string, payload: unknown, filter?: Parameters<ProtocolServer["broadcast"]>[2]): void => wire.server?.broadcast(event, payload, filter);
     const lifecycle = createWorkspaceLifecycle({
       store,
       providers,
@@ -127,7 +132,18 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
       events: { chat: (payload) => broadcast("chat", payload), agent: (payload) => broadcast("agent", payload) },
       log,
     });
-    const collector: Collector = createCollector({ store, ephemeral, staleMs: config.workspace.ephemeral.staleMs, log });
+    const collector: Collector = createCollector({
+      store,
+      root: ephemeral.root,
+      instance: ephemeral.instance,
+      staleMs: config.workspace.ephemeral.staleMs,
+      log,
+      async housekeeping() {
+        const stillFailing = await lifecycle.retryFailed();
+        if (stillFailing > 0) log(`${stillFailing} workspace release(s) still failing; retried on the next collection`);
+        store.pruneRuns(Date.now() - RUN_RETENTION_MS);
+      },
+    });
     const startedAt = Date.now();
     const keyContext = { agentIds: config.agentIds, defaultAgentId: config.defaultAgentId, mainKey: config.session.mainKey };
 
@@ -226,7 +242,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
       },
     };
 
-    server = await startProtocolServer({
+    const protocol = await startProtocolServer({
       host,
       port: config.gateway.port,
       token: config.gateway.auth.token,
@@ -237,7 +253,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
       limits: { handshakeTimeoutMs: config.gateway.handshakeTimeoutMs, tickIntervalMs: config.gateway.tickIntervalMs, maxPayloadBytes: config.gateway.maxPayloadBytes, ...options.limits },
       log,
     });
-    const protocol = server;
+    wire.server = protocol;
     log(`ocgw gateway listening on ${protocol.url} (workspace.implicit=${config.workspace.implicit}, ephemeral root ${ephemeral.root})`);
 
     // After ready, never blocking it: reclaim what a crash left behind.

@@ -5,3 +5,6 @@ export { openStore, type Store, type LeaseRecord, type SessionRecord, type Works
 export { canonicalizeKey, type CanonicalKey, type KeyContext } from "./sessions/keys.ts";
 export type { CollectorReport } from "./collector.ts";
 export { closeOnSignals } from "./signals.ts";
+export { toGcSummary, type GcSummary, type GcSummaryEntry } from "./collector.ts";
+export * from "./client/index.ts";
+export * from "./operator/index.ts";

@@ -48,6 +48,8 @@ export interface WorkspaceLifecycle {
   releaseAll(reason: ReleaseReason, timeoutMs: number): Promise<number>;
   /** Live leases by session key. */
   live(): ReadonlyMap<string, WorkspaceLease>;
+  /** Retries releases that failed outright (nothing could be moved or deleted); returns how many still fail. */
+  retryFailed(): Promise<number>;
 }
 
 function providerFor(providers: WorkspaceProviders, mode: WorkspaceMode): WorkspaceProvider {
@@ -63,6 +65,8 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
   const { store, providers } = options;
   const slots = new Map<string, Slot>();
   const leases = new Map<string, WorkspaceLease>();
+  /** Releases that failed outright, kept so they are tried again (collector interval, shutdown). */
+  const failed = new Map<string, { sessionKey: string; lease: WorkspaceLease; mode: WorkspaceMode; reason: ReleaseReason }>();
 
   function slotFor(sessionKey: string, mode: WorkspaceMode): Slot {
     let slot = slots.get(sessionKey);
@@ -108,10 +112,12 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
     await options.killSessionProcesses(sessionKey).catch((error: unknown) => options.log?.(`kill before release of ${sessionKey} failed: ${String(error)}`));
     const result = await providerFor(providers, mode).release(lease, reason);
     if (result.outcome === "failed") {
-      store.markLeaseFailed(lease.leaseId, result.error?.message ?? "release failed", Date.now());
+      if (!failed.has(lease.leaseId)) store.markLeaseFailed(lease.leaseId, result.error?.message ?? "release failed", Date.now());
+      failed.set(lease.leaseId, { sessionKey, lease, mode, reason });
       options.log?.(`workspace release failed for ${sessionKey}: ${result.error?.message ?? ""}`);
       return;
     }
+    failed.delete(lease.leaseId);
     store.markLeaseReleased(lease.leaseId, { releasedAt: Date.now(), reason, outcome: result.outcome, error: result.error?.message ?? null });
     if (result.error !== undefined) options.log?.(`workspace of ${sessionKey}: ${result.outcome}: ${result.error.message}`);
   }
@@ -179,6 +185,7 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
     },
     async releaseAll(reason, timeoutMs) {
       const pending = new Set<string>([...slots.keys()]);
+      const retries = [...failed.values()].map((entry) => doRelease(entry.sessionKey, entry.lease, entry.mode, entry.reason).catch(() => undefined));
       const all = Promise.all(
         [...pending].map((key) =>
           release(key, reason)
@@ -187,12 +194,16 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
         ),
       );
       let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      await Promise.race([Promise.all([all, ...retries]), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
       clearTimeout(timer);
-      return pending.size;
+      return pending.size + failed.size;
     },
     live() {
       return leases;
+    },
+    async retryFailed() {
+      for (const entry of [...failed.values()]) await doRelease(entry.sessionKey, entry.lease, entry.mode, entry.reason);
+      return failed.size;
     },
   };
 }
