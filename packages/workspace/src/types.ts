@@ -80,14 +80,8 @@ export interface ReleaseResult {
   readonly error?: WorkspaceError | undefined;
 }
 
-export interface WorkspaceRecord {
-  readonly leaseId: string;
-  readonly kind: WorkspaceKind;
-  readonly key: string;
-  readonly agentId: string;
-  readonly path: string | null;
-  readonly createdAt: number;
-}
+/** What `list()` reports of a held lease. */
+export type WorkspaceRecord = Pick<WorkspaceLease, "leaseId" | "kind" | "key" | "agentId" | "path" | "createdAt">;
 
 /**
  * The seam: every workspace directory the gateway uses is created, handed out and released
