@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { mkdirSync, statSync } from "node:fs";
 import * as path from "node:path";
-import { type EphemeralProvider, createEphemeralProvider, createNoneProvider, createPersistentProvider, defaultEphemeralRoot, resolveAgentWorkspaceDir } from "@ocgw/workspace";
+import { type EphemeralProvider, type FsPort, createEphemeralProvider, createNoneProvider, createPersistentProvider, defaultEphemeralRoot, resolveAgentWorkspaceDir } from "@ocgw/workspace";
 import { type Collector, type CollectorReport, createCollector } from "./collector.ts";
 import { type GatewayConfigInput, type ResolvedConfig, bindHost, isLoopbackBind, resolveConfig } from "./config/index.ts";
 import type { GatewayContext } from "./context.ts";
@@ -26,6 +26,12 @@ export interface GatewayOptions {
   shutdownTimeoutMs?: number | undefined;
   /** Protocol limits beyond the config (tests shorten tick and handshake timers). */
   limits?: ProtocolLimits | undefined;
+  /**
+   * The file-system port the ephemeral provider creates, marks and removes workspaces through
+   * (default @ocgw/workspace's nodeFsPort). The fault-injection seam: tests wrap the real port to
+   * fail, or SIGKILL the process, at a chosen operation. The collector always uses the real fs.
+   */
+  workspaceFs?: FsPort | undefined;
 }
 
 export interface GatewayHandle {
@@ -94,6 +100,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
       defaultAgentId: config.defaultAgentId,
       seed: config.agents.defaults.skipBootstrap ? "none" : "templates",
       liveness: { staleMs: config.workspace.ephemeral.staleMs },
+      fs: options.workspaceFs,
     });
     cleanups.push(() => ephemeral.close());
     const providers = {

@@ -192,13 +192,29 @@ export function createLivenessProbe(options: { root: string; fs?: FsPort | undef
       if (!locked) return false;
       const info = await readInstanceInfo(fs, options.root, instanceId);
       if (info === null) return true;
-      const here = machineIdentity();
-      if (info.host === here.host && info.bootId !== null && info.bootId === here.bootId && info.pidNs !== null && info.pidNs === here.pidNs) {
-        return pidExists(info.pid);
-      }
-      return true;
+      return !processProvenDead(info);
     },
   };
+}
+
+/** A process as the pid fast path sees it: its pid, plus what makes the pid meaningful. */
+export interface ProcessIdentity {
+  pid: number;
+  host: string;
+  bootId: string | null;
+  pidNs: string | null;
+}
+
+/** This process's {@link ProcessIdentity}. */
+export function currentProcess(): ProcessIdentity {
+  return { pid: process.pid, ...machineIdentity() };
+}
+
+/** True only when the process is proven gone: same host, boot and pid namespace as this one (Linux), and its pid does not exist. */
+export function processProvenDead(who: ProcessIdentity): boolean {
+  const here = machineIdentity();
+  if (who.host !== here.host || who.bootId === null || who.bootId !== here.bootId || who.pidNs === null || who.pidNs !== here.pidNs) return false;
+  return !pidExists(who.pid);
 }
 
 async function readInstanceInfo(fs: FsPort, root: string, id: string): Promise<InstanceInfo | null> {

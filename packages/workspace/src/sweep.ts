@@ -1,9 +1,19 @@
 import * as path from "node:path";
 import pLimit from "p-limit";
 import lockfile from "proper-lockfile";
+import { z } from "zod";
 import { WorkspaceError, describeError, errnoCode } from "./errors.ts";
 import { type FsPort, nodeFsPort } from "./fs-port.ts";
-import { type InstanceHandle, type LivenessOptions, type LivenessProbe, createLivenessProbe, forgetInstance, listInstanceIds } from "./instance.ts";
+import {
+  type InstanceHandle,
+  type LivenessOptions,
+  type LivenessProbe,
+  createLivenessProbe,
+  currentProcess,
+  forgetInstance,
+  listInstanceIds,
+  processProvenDead,
+} from "./instance.ts";
 import { readMarker } from "./marker.ts";
 import { COLLECTOR_LOCK, INSTANCES_DIR, TRASH_PREFIX, randomSuffix } from "./paths.ts";
 import { removeTree, safeRemove } from "./remove.ts";
@@ -136,11 +146,19 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
   }
 }
 
+/**
+ * Takes `<root>/.collector.lock`. Each collector first records itself (pid, host, boot id, pid
+ * namespace) in `.instances/collector-<random>.owner`, before it tries the lock, so a holder that
+ * dies at any point while it holds the lock has left a record. A held lock is taken over at once
+ * when there are other collectors' records and every one of them is proven dead by the pid fast
+ * path: the holder crashed mid-sweep. Otherwise it is busy until it goes stale (staleMs).
+ */
 async function takeCollectorLock(fs: FsPort, root: string, options: SweepOptions): Promise<() => Promise<void>> {
   const file = path.join(root, COLLECTOR_LOCK);
-  try {
-    return await lockfile.lock(file, {
-      lockfilePath: `${file}.lock`,
+  const lockPath = `${file}.lock`;
+  const lock = (): Promise<() => Promise<void>> =>
+    lockfile.lock(file, {
+      lockfilePath: lockPath,
       realpath: false,
       retries: 0,
       stale: options.staleMs ?? 60_000,
@@ -148,12 +166,81 @@ async function takeCollectorLock(fs: FsPort, root: string, options: SweepOptions
       // Losing the collector lock mid-sweep only risks a second collector deciding the same way.
       onCompromised: () => undefined,
     });
+  const failure = (error: unknown): WorkspaceError =>
+    errnoCode(error) === "ELOCKED"
+      ? new WorkspaceError("WS_GC_BUSY", `Another collector is sweeping "${root}"`, { cause: error, path: root })
+      : new WorkspaceError("WS_ROOT_UNAVAILABLE", `Cannot take the collector lock in "${root}" (${errnoCode(error) ?? describeError(error)})`, { cause: error, path: root });
+  const mine = await writeCollectorRecord(fs, root);
+  const dropMine = (): Promise<void> => (mine === null ? Promise.resolve() : fs.promises.rm(mine, { force: true }).catch(() => undefined));
+  let unlock: () => Promise<void>;
+  try {
+    unlock = await lock();
   } catch (error) {
-    if (errnoCode(error) === "ELOCKED") {
-      throw new WorkspaceError("WS_GC_BUSY", `Another collector is sweeping "${root}"`, { cause: error, path: root });
+    const others = errnoCode(error) === "ELOCKED" ? await readCollectorRecords(fs, root, mine) : [];
+    if (others.length === 0 || !others.every((other) => other.owner !== null && processProvenDead(other.owner))) {
+      await dropMine();
+      throw failure(error);
     }
-    throw new WorkspaceError("WS_ROOT_UNAVAILABLE", `Cannot take the collector lock in "${root}" (${errnoCode(error) ?? describeError(error)})`, { cause: error, path: root });
+    await Promise.all(others.map((other) => fs.promises.rm(other.path, { force: true }).catch(() => undefined)));
+    await fs.promises.rmdir(lockPath).catch(() => undefined);
+    try {
+      unlock = await lock();
+    } catch (retryError) {
+      await dropMine();
+      throw failure(retryError);
+    }
   }
+  return async () => {
+    try {
+      await unlock();
+    } finally {
+      await dropMine();
+    }
+  };
+}
+
+const COLLECTOR_RECORD = /^collector-[a-z0-9]{10}\.owner$/;
+
+const collectorRecordSchema = z.strictObject({
+  v: z.literal(1),
+  pid: z.int().nonnegative(),
+  host: z.string(),
+  bootId: z.string().nullable(),
+  pidNs: z.string().nullable(),
+});
+
+/** Writes this collector's record (never through a planted link: O_EXCL); null if it cannot. */
+async function writeCollectorRecord(fs: FsPort, root: string): Promise<string | null> {
+  const dir = path.join(root, INSTANCES_DIR);
+  const record = path.join(dir, `collector-${randomSuffix(10)}.owner`);
+  try {
+    await fs.promises.mkdir(dir, { mode: 0o700 }).catch((error: unknown) => {
+      if (errnoCode(error) !== "EEXIST") throw error;
+    });
+    await fs.promises.writeFile(record, JSON.stringify({ v: 1, ...currentProcess() }), { flag: "wx", mode: 0o600 });
+    return record;
+  } catch {
+    return null;
+  }
+}
+
+/** Other collectors' records; `owner` is null for one that cannot be read or validated (it counts as alive). */
+async function readCollectorRecords(fs: FsPort, root: string, mine: string | null): Promise<{ path: string; owner: z.infer<typeof collectorRecordSchema> | null }[]> {
+  const dir = path.join(root, INSTANCES_DIR);
+  const names = await fs.promises.readdir(dir).catch(() => [] as string[]);
+  const records = names.map((name) => path.join(dir, name)).filter((record) => COLLECTOR_RECORD.test(path.basename(record)) && record !== mine);
+  return Promise.all(
+    records.map(async (record) => {
+      try {
+        const st = await fs.promises.lstat(record);
+        if (!st.isFile() || st.size > 4096) return { path: record, owner: null };
+        const parsed = collectorRecordSchema.safeParse(JSON.parse(await fs.promises.readFile(record, "utf8")));
+        return { path: record, owner: parsed.success ? parsed.data : null };
+      } catch {
+        return { path: record, owner: null };
+      }
+    }),
+  );
 }
 
 function memoizeLiveness(probe: LivenessProbe, self: InstanceHandle | undefined): (id: string) => Promise<boolean> {

@@ -139,9 +139,10 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     events.chat({ runId: run.runId, sessionKey: run.sessionKey, agentId: run.agentId, seq: run.seq, state, ...extra });
   }
 
-  function classify(run: Run, error: unknown): { status: RunEndStatus; message: string } {
+  function classify(run: Run, error: unknown): { status: RunEndStatus; message: string; code?: string } {
     const message = error instanceof GatewayError ? error.detail : error instanceof Error ? error.message : String(error);
     if (error instanceof GatewayError && error.code === "RUNNER_TIMEOUT") return { status: "timeout", message };
+    if (error instanceof GatewayError && !run.controller.signal.aborted) return { status: "error", message, code: error.code };
     if (run.controller.signal.aborted) {
       const reason = run.controller.signal.reason as unknown;
       if (reason instanceof DOMException && reason.name === "TimeoutError") return { status: "timeout", message: `run timed out after ${run.timeoutMs} ms` };
@@ -155,7 +156,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     lifecycle.busy(run.sessionKey);
     emitAgent(run, "lifecycle", { phase: "start", startedAt });
     let text = "";
-    let outcome: { status: RunEndStatus; message: string | null; stopReason: string };
+    let outcome: { status: RunEndStatus; message: string | null; stopReason: string; code?: string | undefined };
     const timer = setTimeout(() => run.controller.abort(new DOMException(`run timed out after ${run.timeoutMs} ms`, "TimeoutError")), run.timeoutMs);
     try {
       if (run.controller.signal.aborted) throw run.controller.signal.reason;
@@ -178,8 +179,8 @@ export function createRunManager(options: RunManagerOptions): RunManager {
       text = output.text;
       outcome = { status: "ok", message: null, stopReason: output.stopReason };
     } catch (error) {
-      const { status, message } = classify(run, error);
-      outcome = { status, message, stopReason: status === "aborted" ? "rpc" : status };
+      const { status, message, code } = classify(run, error);
+      outcome = { status, message, stopReason: status === "aborted" ? "rpc" : status, code };
     } finally {
       clearTimeout(timer);
     }
@@ -215,7 +216,8 @@ export function createRunManager(options: RunManagerOptions): RunManager {
       emitChat(run, "aborted", { stopReason: "rpc", ...(text === "" ? {} : { message: assistantMessage(text, endedAt) }) });
     } else {
       emitAgent(run, "lifecycle", { phase: "error", error: outcome.message, startedAt, endedAt, aborted: false });
-      emitChat(run, "error", { errorMessage: outcome.message, errorKind: outcome.status === "timeout" ? "timeout" : "unknown" });
+      // errorCode (ours, from docs/errors.md) lets a client tell e.g. a retryable WORKSPACE_UNAVAILABLE from a runner failure.
+      emitChat(run, "error", { errorMessage: outcome.message, errorKind: outcome.status === "timeout" ? "timeout" : "unknown", ...(outcome.code === undefined ? {} : { errorCode: outcome.code }) });
     }
     runs.delete(run.runId);
     run.resolve({ runId: run.runId, sessionKey: run.sessionKey, status: outcome.status, text, errorMessage: outcome.message, startedAt, endedAt, stopReason: outcome.stopReason });

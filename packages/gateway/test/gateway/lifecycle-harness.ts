@@ -59,9 +59,9 @@ export function gatewayConfig(settings: GatewaySettings): GatewayConfigInput {
   };
 }
 
-/** An in-process gateway, closed when the test finishes. */
-export async function startTestGateway(settings: GatewaySettings): Promise<GatewayHandle> {
-  const handle = await startGateway(gatewayConfig(settings), { log: () => undefined });
+/** An in-process gateway, closed when the test finishes. Its log lines go to `log` (default: nowhere). */
+export async function startTestGateway(settings: GatewaySettings, log: (line: string) => void = () => undefined): Promise<GatewayHandle> {
+  const handle = await startGateway(gatewayConfig(settings), { log });
   onTestFinished(() => handle.close());
   return handle;
 }
@@ -105,6 +105,7 @@ export interface ChatPayload {
   deltaText?: string;
   errorMessage?: string;
   errorKind?: string;
+  errorCode?: string;
   [key: string]: unknown;
 }
 
@@ -214,14 +215,23 @@ export interface ChildGateway {
   readonly instanceId: string;
   /** Resolves with the exit code (null after a signal) and signal once the child has exited and been reaped. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Everything the child wrote to stderr so far. */
+  stderr(): string;
+}
+
+export interface SpawnChildOptions {
+  /** The fixture to run (default {@link CHILD_FIXTURE}); it takes the config JSON as its first argument. */
+  fixture?: string;
+  /** Arguments after the config JSON. */
+  args?: readonly string[];
 }
 
 /**
  * Starts the gateway fixture as a real child process and waits for its ready line. The child is
  * SIGKILLed by pid when the test finishes, unless it has exited already.
  */
-export async function spawnGatewayChild(config: GatewayConfigInput): Promise<ChildGateway> {
-  const child = spawn(process.execPath, [CHILD_FIXTURE, JSON.stringify(config)], { stdio: ["ignore", "pipe", "pipe"] });
+export async function spawnGatewayChild(config: GatewayConfigInput, options: SpawnChildOptions = {}): Promise<ChildGateway> {
+  const child = spawn(process.execPath, [options.fixture ?? CHILD_FIXTURE, JSON.stringify(config), ...(options.args ?? [])], { stdio: ["ignore", "pipe", "pipe"] });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once("exit", (code, signal) => resolve({ code, signal }));
   });
@@ -254,5 +264,5 @@ export async function spawnGatewayChild(config: GatewayConfigInput): Promise<Chi
     void exited.then(({ code, signal }) => reject(new Error(`the gateway child exited before it was ready (code ${code}, signal ${signal}); stderr: ${stderr}`)));
   });
   const info = await withTimeout(ready, "the gateway child's ready line", 15_000);
-  return { child, exited, ...info };
+  return { child, exited, stderr: () => stderr, ...info };
 }

@@ -88,7 +88,7 @@ describe("one-shot sessions (idleTtlMs 0)", () => {
     for (const { kind, ack } of sent) {
       const event = terminals.get(ack.runId);
       if (kind === "final") expect(event?.state).toBe("final");
-      if (kind === "error") expect(event).toMatchObject({ state: "error", errorMessage: "boom" });
+      if (kind === "error") expect(event).toMatchObject({ state: "error", errorMessage: "boom", errorCode: "RUNNER_FAILED" });
       if (kind === "aborted") expect(event?.state).toBe("aborted");
       if (kind === "timeout") expect(event).toMatchObject({ state: "error", errorKind: "timeout" });
     }

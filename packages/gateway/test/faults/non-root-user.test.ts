@@ -1,0 +1,134 @@
+/**
+ * Fault suite 3: the real `ocgw gateway run` as an unprivileged user (uid/gid 65534), with TMPDIR
+ * inside the test's directory, against a default ephemeral root it must not use:
+ * (a) `<TMPDIR>/openclaw-65534` already exists and belongs to root (0700 or 0755): the gateway
+ *     refuses to start with one clear line naming the root and its foreign owner, and writes
+ *     nothing into it (nor anywhere else under TMPDIR);
+ * (b) TMPDIR is read-only (0555, root's): it cannot create the root, says so, and writes nothing.
+ * Needs root (to plant root-owned directories and to spawn as 65534); skipped with a printed reason otherwise.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { withTimeout } from "../protocol/helpers.ts";
+import { makeDirs } from "../gateway/lifecycle-harness.ts";
+import { snapshotTree } from "./fault-helpers.ts";
+
+const NOBODY = 65_534;
+const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
+const BIN = path.join(REPO_ROOT, "packages", "cli", "src", "bin.ts");
+
+function skipReason(): string | null {
+  if (process.getuid?.() !== 0) return "not running as root: cannot plant root-owned directories or spawn the gateway as uid 65534";
+  const probe = spawnSync(process.execPath, ["-e", `require("node:fs").accessSync(${JSON.stringify(BIN)}, require("node:fs").constants.R_OK)`], {
+    uid: NOBODY,
+    gid: NOBODY,
+    encoding: "utf8",
+  });
+  if (probe.status !== 0) return `uid 65534 cannot run ${process.execPath} on ${BIN} here: ${probe.error?.message ?? probe.stderr.trim()}`;
+  return null;
+}
+
+const reason = skipReason();
+if (reason !== null) console.log(`non-root-user.test.ts skipped: ${reason}`);
+
+interface Setup {
+  readonly tmp: string;
+  readonly stateDir: string;
+  readonly home: string;
+  /** The default root the gateway computes: `<TMPDIR>/openclaw-65534`. */
+  readonly root: string;
+}
+
+/** A test dir 65534 can traverse, with a state dir and HOME of its own and a root-owned TMPDIR. */
+async function setup(tmpMode: number): Promise<Setup> {
+  const dirs = await makeDirs();
+  await chmod(dirs.base, 0o755);
+  const stateDir = path.join(dirs.base, "state");
+  const home = path.join(dirs.base, "home");
+  const tmp = path.join(dirs.base, "tmp");
+  for (const dir of [stateDir, home]) {
+    await mkdir(dir, { mode: 0o700 });
+    await chown(dir, NOBODY, NOBODY);
+  }
+  await mkdir(tmp);
+  await chmod(tmp, tmpMode);
+  return { tmp, stateDir, home, root: path.join(tmp, `openclaw-${NOBODY}`) };
+}
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** `node packages/cli/src/bin.ts gateway run --port 0 --state-dir <dir>` as 65534; killed by pid if it outlives the test. */
+async function gatewayRunAsNobody(s: Setup): Promise<Exit> {
+  const child: ChildProcess = spawn(process.execPath, [BIN, "gateway", "run", "--port", "0", "--state-dir", s.stateDir], {
+    cwd: REPO_ROOT,
+    uid: NOBODY,
+    gid: NOBODY,
+    env: { PATH: process.env["PATH"], HOME: s.home, TMPDIR: s.tmp },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
+  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+  let done = false;
+  const exited = new Promise<Exit>((resolve) => child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr })));
+  void exited.then(() => (done = true));
+  onTestFinished(async () => {
+    if (done || child.pid === undefined) return;
+    try {
+      process.kill(child.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+    await exited;
+  });
+  return withTimeout(exited, "ocgw gateway run (as 65534) to exit", 20_000);
+}
+
+describe.skipIf(reason !== null)("ocgw gateway run as a non-root user (uid 65534)", () => {
+  it.each([
+    { mode: 0o700, octal: "0700" },
+    { mode: 0o755, octal: "0755" },
+  ])("refuses a default root that root pre-created with mode $octal, writing nothing into it", async ({ mode }) => {
+    const s = await setup(0o1777);
+    await mkdir(s.root);
+    await chmod(s.root, mode);
+    await writeFile(path.join(s.root, "planted-by-root.txt"), "not yours\n");
+    const before = await snapshotTree(s.tmp);
+
+    const result = await gatewayRunAsNobody(s);
+
+    expect(result.code).not.toBe(0);
+    expect(result.code).not.toBeNull();
+    expect(result.stdout).toBe("");
+    const lines = result.stderr.split("\n").filter((line) => line !== "");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`The ephemeral root "${s.root}" is owned by uid 0, not by this user (uid ${NOBODY})`);
+    expect(lines[0]).toMatch(/^ocgw: /);
+    expect(await snapshotTree(s.tmp)).toEqual(before);
+  });
+
+  it("says a read-only TMPDIR cannot hold the root, and writes nothing under it", async () => {
+    const s = await setup(0o555);
+    const before = await snapshotTree(s.tmp);
+    expect(before).toHaveLength(1);
+
+    const result = await gatewayRunAsNobody(s);
+
+    expect(result.code).not.toBe(0);
+    expect(result.code).not.toBeNull();
+    expect(result.stdout).toBe("");
+    const lines = result.stderr.split("\n").filter((line) => line !== "");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`Cannot create the ephemeral root "${s.root}" (EACCES)`);
+    expect(await snapshotTree(s.tmp)).toEqual(before);
+  });
+});
