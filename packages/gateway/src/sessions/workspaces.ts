@@ -71,6 +71,8 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
   const leases = new Map<string, WorkspaceLease>();
   /** Releases that failed outright, kept so they are tried again (collector interval, shutdown). */
   const failed = new Map<string, { sessionKey: string; lease: WorkspaceLease; mode: WorkspaceMode; reason: ReleaseReason }>();
+  /** Idle timers of sessions born in one burst fire together: their releases share this bound. */
+  const idleLimit = pLimit(RELEASE_CONCURRENCY);
 
   function slotFor(sessionKey: string, mode: WorkspaceMode): Slot {
     let slot = slots.get(sessionKey);
@@ -175,7 +177,7 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
       if (slot.idleTimer !== undefined) clearTimeout(slot.idleTimer);
       slot.idleTimer = setTimeout(() => {
         slot.idleTimer = undefined;
-        void release(sessionKey, "idle");
+        void idleLimit(() => release(sessionKey, "idle"));
       }, options.idleTtlMs);
       slot.idleTimer.unref();
       return Promise.resolve();

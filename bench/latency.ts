@@ -1,0 +1,82 @@
+/**
+ * Measure 1: implicit `chat.send` against a gateway in its own process (started through the CLI),
+ * from this process as the client. Ack latency paced and in a burst, and send → final (echo).
+ */
+import { chatSend, connectClient } from "./lib/client.ts";
+import type { SectionContext } from "./lib/context.ts";
+import { startGatewayChild } from "./lib/gateway-child.ts";
+import { statRow } from "./lib/report.ts";
+import { envInt, sleep, stats } from "./lib/stats.ts";
+
+export const LATENCY_ENV = {
+  BENCH_WARMUP: "implicit sessions sent before measuring (default 50)",
+  BENCH_PACED: "paced sends, one at a time with a 2 ms gap (default 300)",
+  BENCH_BURST: "sends written back to back in the burst (default 200)",
+};
+
+export async function latencySection(ctx: SectionContext): Promise<void> {
+  const warmup = envInt("BENCH_WARMUP", 50);
+  const paced = envInt("BENCH_PACED", 300);
+  const burst = envInt("BENCH_BURST", 200);
+  const gateway = await startGatewayChild({ dir: ctx.dir, implicit: "ephemeral", idleTtlMs: 0 });
+  try {
+    const client = await connectClient(gateway.url, gateway.token);
+    try {
+      // Warm-up: JIT on both sides, SQLite page cache, the first directories in the root.
+      for (let i = 0; i < warmup; i++) {
+        const sent = await chatSend(client, { sessionKey: `warm-${i}`, message: "hello", idempotencyKey: `warm-${i}` });
+        if (sent.ack.ok) await sent.end;
+      }
+      const pacedAck: number[] = [];
+      const sendToFinal: number[] = [];
+      let refused = 0;
+      for (let i = 0; i < paced; i++) {
+        const sent = await chatSend(client, { sessionKey: `paced-${i}`, message: "hello there", idempotencyKey: `paced-${i}` });
+        if (!sent.ack.ok) {
+          refused += 1;
+          continue;
+        }
+        pacedAck.push(sent.ack.at - sent.t0);
+        const end = await sent.end;
+        if (end.state === "final") sendToFinal.push(end.at - sent.t0);
+        await sleep(2);
+      }
+      await sleep(100);
+      const burstSends = [];
+      for (let i = 0; i < burst; i++) {
+        burstSends.push(chatSend(client, { sessionKey: `burst-${i}`, message: "hello there", idempotencyKey: `burst-${i}` }));
+      }
+      const burstAck: number[] = [];
+      const burstFinal: number[] = [];
+      for (const sent of await Promise.all(burstSends)) {
+        if (!sent.ack.ok) {
+          refused += 1;
+          continue;
+        }
+        burstAck.push(sent.ack.at - sent.t0);
+        const end = await sent.end;
+        if (end.state === "final") burstFinal.push(end.at - sent.t0);
+      }
+      ctx.rows.push(
+        statRow("ack.paced", "chat.send ack, paced", stats(pacedAck), "ms", {
+          target: { on: "p99", max: 5, text: "p99 ≤ 5 ms" },
+          upstream: "10.2 / 26.5 / 36.7 ms",
+        }),
+        statRow("ack.burst", `chat.send ack, ${burst}-send burst`, stats(burstAck), "ms", {
+          target: { on: "p99", max: 50, text: "p99 ≤ 50 ms" },
+          upstream: "p99 ~910 ms",
+        }),
+        statRow("final.paced", "send → final (echo), paced", stats(sendToFinal), "ms", {
+          target: { on: "p50", max: 5, text: "p50 ≤ 5 ms" },
+          upstream: "p50 184, p99 349 ms",
+        }),
+        statRow("final.burst", `send → final, ${burst}-send burst`, stats(burstFinal), "ms"),
+      );
+      Object.assign(ctx.details, { warmup, paced, burst, refused, pacedAck: stats(pacedAck), sendToFinal: stats(sendToFinal), burstAck: stats(burstAck), burstFinal: stats(burstFinal) });
+    } finally {
+      await client.close();
+    }
+  } finally {
+    await gateway.stop();
+  }
+}

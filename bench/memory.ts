@@ -1,0 +1,128 @@
+/**
+ * Measure 4: RSS of the gateway process (VmRSS from /proc/<pid>/status), idle after ready and
+ * with BENCH_SESSIONS live implicit sessions (idleTtlMs 1 h, so every workspace stays), then a
+ * graceful SIGINT that must release them all and leave the root without a lease or trash entry.
+ */
+import * as path from "node:path";
+import { chatSend, connectClient, type Sent } from "./lib/client.ts";
+import type { SectionContext } from "./lib/context.ts";
+import { rootEntries } from "./lib/fs-usage.ts";
+import { startGatewayChild } from "./lib/gateway-child.ts";
+import { valueRow } from "./lib/report.ts";
+import { envInt, median, sleep } from "./lib/stats.ts";
+
+export const MEMORY_ENV = {
+  BENCH_SESSIONS: "live implicit sessions for the RSS measure (default 10000)",
+  BENCH_BATCH: "chat.send in flight per batch while filling (default 250)",
+};
+
+const MB = 1024;
+
+async function sampleRss(read: () => Promise<{ rssKb: number }>, samples = 5, gapMs = 200): Promise<number> {
+  const values: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    values.push((await read()).rssKb);
+    if (i < samples - 1) await sleep(gapMs);
+  }
+  return median(values);
+}
+
+/**
+ * The idle RSS of the same gateway with Node's compile cache disabled, as on a first start: Node
+ * then strips the .ts sources itself and instantiates its TypeScript stripper (a WebAssembly
+ * module whose memory does not shrink). The CLI enables the cache, so later starts skip it.
+ */
+async function idleWithoutCompileCache(ctx: SectionContext): Promise<number> {
+  const gateway = await startGatewayChild({ dir: path.join(ctx.dir, "gateway-no-cache"), implicit: "ephemeral", compileCache: "off" });
+  try {
+    await sleep(500);
+    return await sampleRss(() => gateway.rss());
+  } finally {
+    await gateway.stop();
+  }
+}
+
+export async function memorySection(ctx: SectionContext): Promise<void> {
+  const sessions = envInt("BENCH_SESSIONS", 10_000);
+  const batch = Math.max(1, envInt("BENCH_BATCH", 250));
+  const deadline = performance.now() + 10 * 60_000;
+  // Make sure the shared compile cache is warm, as it is for every start after the first.
+  await (await startGatewayChild({ dir: path.join(ctx.dir, "gateway-prime"), implicit: "ephemeral" })).stop();
+  const gateway = await startGatewayChild({
+    dir: path.join(ctx.dir, "gateway"),
+    implicit: "ephemeral",
+    idleTtlMs: 3_600_000,
+    maxLeases: Math.max(10_000, sessions),
+  });
+  let stopped = false;
+  try {
+    await sleep(500);
+    const idleKb = await sampleRss(() => gateway.rss());
+    ctx.log(`  idle RSS ${(idleKb / MB).toFixed(1)} MB; filling ${sessions} live sessions`);
+    const client = await connectClient(gateway.url, gateway.token);
+    const fillStarted = performance.now();
+    let finals = 0;
+    let failed = 0;
+    try {
+      for (let start = 0; start < sessions && performance.now() < deadline; start += batch) {
+        const sends: Promise<Sent>[] = [];
+        for (let i = start; i < Math.min(sessions, start + batch); i++) {
+          sends.push(chatSend(client, { sessionKey: `live-${i}`, message: "hello there", idempotencyKey: `live-${i}` }, 120_000));
+        }
+        for (const sent of await Promise.all(sends)) {
+          if (!sent.ack.ok) {
+            failed += 1;
+            continue;
+          }
+          const end = await sent.end;
+          if (end.state === "final") finals += 1;
+          else failed += 1;
+        }
+      }
+      const health = await client.request("health", {});
+      const live = (health.payload as { workspaces?: { live?: number } } | undefined)?.workspaces?.live;
+      const fillMs = performance.now() - fillStarted;
+      await sleep(1000);
+      const loadedKb = await sampleRss(() => gateway.rss());
+      const peakKb = (await gateway.rss()).peakKb;
+      const inRoot = await rootEntries(gateway.root);
+      ctx.log(`  ${finals} finals (${failed} failed) in ${(fillMs / 1000).toFixed(1)} s; gateway reports ${live} live; ${inRoot.leases} lease dirs; RSS ${(loadedKb / MB).toFixed(1)} MB`);
+      await client.close();
+
+      const stop = await gateway.stop(120_000);
+      stopped = true;
+      const after = await rootEntries(gateway.root);
+      const uncachedIdleKb = await idleWithoutCompileCache(ctx);
+      ctx.rows.push(
+        valueRow("rss.idle", "gateway RSS, idle after ready", idleKb / MB, "MB", {
+          target: { on: "value", max: 80, text: "≤ 80 MB" },
+          upstream: "~880 MB",
+          note: "compile cache warm (every start after the first)",
+        }),
+        valueRow("rss.idle-first", "  … first start, no compile cache", uncachedIdleKb / MB, "MB", {
+          note: "Node's TypeScript stripper loaded",
+        }),
+        valueRow("rss.live", `gateway RSS, ${finals.toLocaleString("en-US")} live sessions`, loadedKb / MB, "MB", {
+          target: { on: "value", max: 250, text: "≤ 250 MB" },
+          upstream: "peak ~1.26 GB (200 sends)",
+          note: `peak (VmHWM) ${(peakKb / MB).toFixed(1)} MB; ${live} live workspaces reported by health`,
+        }),
+        valueRow("rss.per-session", "  RSS growth per live session", ((loadedKb - idleKb) * 1024) / Math.max(1, finals), "B"),
+        valueRow("live.fill", `  time to fill them (${batch} in flight)`, fillMs / 1000, "s"),
+        valueRow("live.shutdown", `SIGINT → exit, releasing ${inRoot.leases.toLocaleString("en-US")} workspaces`, stop.ms / 1000, "s", {
+          note: `exit code ${stop.code}${stop.forced ? ", had to be SIGKILLed" : ""}`,
+        }),
+        valueRow("live.shutdown-peak", "  peak RSS (VmHWM) while releasing them", stop.peakKb / MB, "MB", { note: "sampled every 50 ms until exit" }),
+        valueRow("live.left", "lease dirs + trash left in the root after SIGINT", after.leases + after.trash, "count", {
+          target: { on: "value", max: 0, text: "0" },
+          note: `bookkeeping left: ${after.bookkeeping.join(", ") || "none"}; other: ${after.other.length}`,
+        }),
+      );
+      Object.assign(ctx.details, { sessions, batch, idleKb, uncachedIdleKb, loadedKb, peakKb, finals, failed, healthLive: live, fillMs, leaseDirsBeforeStop: inRoot.leases, stop, rootAfterStop: after });
+    } finally {
+      await client.close();
+    }
+  } finally {
+    if (!stopped) await gateway.stop(120_000);
+  }
+}
