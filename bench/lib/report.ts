@@ -118,45 +118,36 @@ export function describeMachine(tmp: string): Machine {
   };
 }
 
-export function renderTable(rows: readonly Row[]): string {
-  const header = ["measure", "p50", "p95", "p99", "value", "target", "met?", "upstream 2026.9.6"];
-  const cells = rows.map((row) => [
+const HEADER = ["measure", "p50", "p95", "p99", "value", "target", "met?", "upstream 2026.9.6"];
+
+/** One row's cells; `missed` is how a missed target is marked ("NO" in the terminal, bold in Markdown). */
+function cellsOf(row: Row, missed: string): string[] {
+  return [
     row.measure,
     format(row.p50, row.unit),
     format(row.p95, row.unit),
     format(row.p99, row.unit),
     row.display ?? format(row.value, row.unit),
     row.target?.text ?? "",
-    row.met === null ? (row.gap ?? "") : row.met ? "yes" : `NO: ${row.gap ?? ""}`,
+    row.met === null ? (row.gap ?? "") : row.met ? "yes" : `${missed}: ${row.gap ?? ""}`,
     row.upstream ?? "",
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((line) => (line[i] ?? "").length)));
+  ];
+}
+
+export function renderTable(rows: readonly Row[]): string {
+  const cells = rows.map((row) => cellsOf(row, "NO"));
+  const widths = HEADER.map((h, i) => Math.max(h.length, ...cells.map((line) => (line[i] ?? "").length)));
   const line = (values: string[]): string =>
     values
       .map((value, i) => value.padEnd(widths[i] ?? 0))
       .join("  ")
       .trimEnd();
-  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...cells.map(line)].join("\n");
+  return [line(HEADER), widths.map((w) => "-".repeat(w)).join("  "), ...cells.map(line)].join("\n");
 }
 
 /** The same table as Markdown, for docs/benchmarks.md. */
 export function renderMarkdown(rows: readonly Row[]): string {
-  const header = ["measure", "p50", "p95", "p99", "value", "target", "met?", "upstream 2026.9.6"];
   const escape = (text: string): string => text.replaceAll("|", "\\|");
-  const body = rows.map(
-    (row) =>
-      `| ${[
-        row.measure,
-        format(row.p50, row.unit),
-        format(row.p95, row.unit),
-        format(row.p99, row.unit),
-        row.display ?? format(row.value, row.unit),
-        row.target?.text ?? "",
-        row.met === null ? (row.gap ?? "") : row.met ? "yes" : `**no**: ${row.gap ?? ""}`,
-        row.upstream ?? "",
-      ]
-        .map(escape)
-        .join(" | ")} |`,
-  );
-  return [`| ${header.join(" | ")} |`, `| ${header.map(() => "---").join(" | ")} |`, ...body].join("\n");
+  const body = rows.map((row) => `| ${cellsOf(row, "**no**").map(escape).join(" | ")} |`);
+  return [`| ${HEADER.join(" | ")} |`, `| ${HEADER.map(() => "---").join(" | ")} |`, ...body].join("\n");
 }
