@@ -3,7 +3,7 @@
  * a byte-for-byte snapshot, symlinks planted from a workspace into the canary, and polling for a
  * session's live lease over RPC.
  */
-import { spawn } from "node:child_process";
+import { type SpawnOptions, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { link, lstat, mkdir, readFile, readdir, readlink, symlink, writeFile } from "node:fs/promises";
 import * as path from "node:path";
@@ -113,15 +113,18 @@ export interface ChildRun {
   stderr(): string;
 }
 
-/** Runs `node <args>` as a child; SIGKILLed by pid when the test finishes if it is still running. */
-export function spawnNode(args: readonly string[]): ChildRun {
-  const child = spawn(process.execPath, [...args], { stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * Runs `node <args>` as a child (with `options`: cwd, uid/gid, env); SIGKILLed by pid when the test
+ * finishes if it is still running. `exited` settles once its output streams are closed too.
+ */
+export function spawnNode(args: readonly string[], options: Pick<SpawnOptions, "cwd" | "uid" | "gid" | "env"> = {}): ChildRun {
+  const child = spawn(process.execPath, [...args], { ...options, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
   let done = false;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("close", (code, signal) => resolve({ code, signal })));
   void exited.then(() => (done = true));
   onTestFinished(async () => {
     if (done || child.pid === undefined) return;

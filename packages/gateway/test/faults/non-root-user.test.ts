@@ -7,14 +7,14 @@
  * (b) TMPDIR is read-only (0555, root's): it cannot create the root, says so, and writes nothing.
  * Needs root (to plant root-owned directories and to spawn as 65534); skipped with a printed reason otherwise.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it } from "vitest";
 import { withTimeout } from "../protocol/helpers.ts";
 import { makeDirs } from "../gateway/lifecycle-harness.ts";
-import { snapshotTree } from "./fault-helpers.ts";
+import { snapshotTree, spawnNode } from "./fault-helpers.ts";
 
 const NOBODY = 65_534;
 const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
@@ -58,39 +58,16 @@ async function setup(tmpMode: number): Promise<Setup> {
   return { tmp, stateDir, home, root: path.join(tmp, `openclaw-${NOBODY}`) };
 }
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** `node packages/cli/src/bin.ts gateway run --port 0 --state-dir <dir>` as 65534; killed by pid if it outlives the test. */
-async function gatewayRunAsNobody(s: Setup): Promise<Exit> {
-  const child: ChildProcess = spawn(process.execPath, [BIN, "gateway", "run", "--port", "0", "--state-dir", s.stateDir], {
+async function gatewayRunAsNobody(s: Setup): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawnNode([BIN, "gateway", "run", "--port", "0", "--state-dir", s.stateDir], {
     cwd: REPO_ROOT,
     uid: NOBODY,
     gid: NOBODY,
     env: { PATH: process.env["PATH"], HOME: s.home, TMPDIR: s.tmp },
-    stdio: ["ignore", "pipe", "pipe"],
   });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
-  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
-  let done = false;
-  const exited = new Promise<Exit>((resolve) => child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr })));
-  void exited.then(() => (done = true));
-  onTestFinished(async () => {
-    if (done || child.pid === undefined) return;
-    try {
-      process.kill(child.pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-    await exited;
-  });
-  return withTimeout(exited, "ocgw gateway run (as 65534) to exit", 20_000);
+  const { code } = await withTimeout(child.exited, "ocgw gateway run (as 65534) to exit", 20_000);
+  return { code, stdout: child.stdout(), stderr: child.stderr() };
 }
 
 describe.skipIf(reason !== null)("ocgw gateway run as a non-root user (uid 65534)", () => {
