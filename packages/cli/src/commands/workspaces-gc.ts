@@ -1,25 +1,19 @@
-import {
-  type GcSummary,
-  type LegacyRemoval,
-  type LegacyScan,
-  collectWorkspaces,
-  collectWorkspacesViaGateway,
-  connectGateway,
-  removeLegacyOrphans,
-  resolveGatewayTarget,
-  scanLegacyState,
-} from "@ocgw/gateway";
+import { type GcSummary, collectWorkspaces, collectWorkspacesViaGateway, connectGateway, resolveGatewayTarget } from "@ocgw/gateway";
 import { type Command, Option } from "commander";
-import { EXIT, type CommandContext } from "../io.ts";
-import { formatAge, formatBytes, formatJson, renderTable } from "../format.ts";
+import { EXIT, type CommandContext, UsageError } from "../io.ts";
+import { formatJson } from "../format.ts";
 import { gatewayUrl, offlineOptions } from "../options.ts";
 import { createProgress } from "../progress.ts";
+import { parseIdleDays, parseMinAge, runLegacyGc } from "./workspaces-gc-legacy.ts";
 import { WORKSPACE_SCOPES } from "./workspaces-ls.ts";
 
 interface WorkspacesGcOptions {
   dryRun?: boolean;
-  legacy?: string;
+  legacy?: string | true;
   yes?: boolean;
+  minAge?: number;
+  idleDays?: number;
+  force?: boolean;
   json?: boolean;
   stateDir?: string;
   config?: string;
@@ -54,66 +48,17 @@ function printGcSummary(ctx: CommandContext, summary: GcSummary): void {
   if (summary.dryRun && summary.reclaimed > 0) io.stdout.write("Run again without --dry-run to reclaim them.\n");
 }
 
-function printLegacyScan(ctx: CommandContext, scan: LegacyScan): void {
-  const { io } = ctx;
-  io.stdout.write(`OpenClaw state directory ${scan.dir}${scan.configPath === null ? " (no openclaw.json)" : ""}\n`);
-  io.stdout.write(`Protected agent workspaces:\n`);
-  for (const agent of scan.agents) io.stdout.write(`  ${agent.id}${agent.isDefault ? " (default)" : ""}  ${agent.workspace}\n`);
-  if (scan.candidates.length === 0) io.stdout.write("No orphaned workspace directories.\n");
-  else {
-    io.stdout.write(`${scan.candidates.length} orphaned workspace ${scan.candidates.length === 1 ? "directory" : "directories"} (${formatBytes(scan.totalBytes)}):\n`);
-    io.stdout.write(renderTable(["PATH", "SIZE", "AGE"], scan.candidates.map((candidate) => [candidate.path, formatBytes(candidate.sizeBytes), formatAge(candidate.ageMs)])));
-  }
-  if (scan.skipped.length > 0) {
-    io.stdout.write(`Left alone (${scan.skipped.length}):\n`);
-    for (const skip of scan.skipped) io.stdout.write(`  ${skip.path}: ${skip.reason}\n`);
-  }
-}
-
-function printLegacyRemoval(ctx: CommandContext, scan: LegacyScan, removal: LegacyRemoval): void {
-  const { io } = ctx;
-  const skipped = [...scan.skipped, ...removal.skipped];
-  io.stdout.write(`removed ${removal.removed.length} (${formatBytes(removal.removedBytes)}), skipped ${skipped.length}${removal.failed.length > 0 ? `, failed ${removal.failed.length}` : ""}\n`);
-  for (const line of byReason(skipped)) io.stdout.write(`  skipped ${line}\n`);
-  for (const failure of removal.failed) io.stdout.write(`  failed ${failure.path}: ${failure.reason}\n`);
-}
-
-async function legacy(ctx: CommandContext, dir: string, options: WorkspacesGcOptions): Promise<void> {
-  const { io } = ctx;
-  const scan = await scanLegacyState({ dir, env: io.env, cwd: io.cwd });
-  const remove = options.yes === true && options.dryRun !== true;
-  if (options.json !== true) printLegacyScan(ctx, scan);
-  if (!remove) {
-    if (options.json === true) io.stdout.write(formatJson({ dir: scan.dir, dryRun: true, agents: scan.agents, candidates: scan.candidates, skipped: scan.skipped, totalBytes: scan.totalBytes }, true));
-    else if (scan.candidates.length > 0) io.stdout.write(`Nothing removed. To remove these ${scan.candidates.length} directories (${formatBytes(scan.totalBytes)}), run: ocgw workspaces gc --legacy ${JSON.stringify(scan.dir)} --yes\n`);
-    return;
-  }
-  const progress = createProgress(io.stderr);
-  let removal: LegacyRemoval;
-  try {
-    removal = await removeLegacyOrphans(scan, { onProgress: (done, total) => progress.update(done, total, "remove") });
-  } finally {
-    progress.stop();
-  }
-  if (options.json === true) {
-    io.stdout.write(
-      formatJson(
-        { dir: scan.dir, dryRun: false, agents: scan.agents, candidates: scan.candidates, skipped: [...scan.skipped, ...removal.skipped], removed: removal.removed, removedBytes: removal.removedBytes, failed: removal.failed },
-        true,
-      ),
-    );
-  } else printLegacyRemoval(ctx, scan, removal);
-  if (removal.failed.length > 0) ctx.setExitCode(EXIT.failed);
-}
-
 /** `ocgw workspaces gc`. */
 export function registerWorkspacesGc(workspaces: Command, ctx: CommandContext): void {
   const command = workspaces
     .command("gc")
     .description("reclaim orphaned ephemeral workspaces, or with --legacy those an OpenClaw state dir accumulated")
     .addOption(new Option("--dry-run", "decide and report, remove nothing"))
-    .addOption(new Option("--legacy <dir>", "scan an OpenClaw state directory (e.g. ~/.openclaw) for orphaned workspace-* directories").conflicts("url"))
-    .addOption(new Option("--yes", "with --legacy: remove what the scan listed (without it nothing is removed)"))
+    .addOption(new Option("--legacy [dir]", "reclaim what OpenClaw leaked in its state directory (default $OPENCLAW_STATE_DIR or ~/.openclaw): a dry run unless --yes").conflicts("url"))
+    .addOption(new Option("--yes", "with --legacy: remove exactly what the dry run lists, each checked again first"))
+    .addOption(new Option("--min-age <duration>", "with --legacy: keep anything changed more recently (default 1h; 30m, 2d, 0)").argParser(parseMinAge))
+    .addOption(new Option("--idle-days <n>", "with --legacy: also reclaim sandbox workspaces of sessions idle more than n days (OpenClaw recreates one if its session speaks again)").argParser(parseIdleDays))
+    .addOption(new Option("--force", "with --legacy: act even though an OpenClaw gateway is running on the state directory"))
     .addOption(new Option("--json", "print the result as JSON"));
   for (const option of offlineOptions()) command.addOption(option.conflicts("url"));
   command
@@ -122,9 +67,11 @@ export function registerWorkspacesGc(workspaces: Command, ctx: CommandContext): 
     .action(async (options: WorkspacesGcOptions) => {
       const { io } = ctx;
       if (options.legacy !== undefined) {
-        await legacy(ctx, options.legacy, options);
+        await runLegacyGc(ctx, { ...options, legacy: options.legacy });
         return;
       }
+      const legacyOnly = (["yes", "minAge", "idleDays", "force"] as const).filter((key) => options[key] !== undefined);
+      if (legacyOnly.length > 0) throw new UsageError(`${legacyOnly.map((key) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(", ")} only apply with --legacy; the ocgw collector needs none of them`);
       let summary: GcSummary;
       if (options.url !== undefined) {
         const target = await resolveGatewayTarget({ url: options.url, token: options.token, env: io.env, cwd: io.cwd });

@@ -14,16 +14,6 @@ export {
   type WorkspaceState,
 } from "./inventory.ts";
 export { collectWorkspaces, collectWorkspacesViaGateway, type CollectOptions } from "./gc.ts";
-export {
-  LEGACY_TRASH_TAG,
-  removeLegacyOrphans,
-  scanLegacyState,
-  type LegacyAgent,
-  type LegacyCandidate,
-  type LegacyRemoval,
-  type LegacyScan,
-  type LegacyScanOptions,
-  type LegacySkip,
-} from "./legacy.ts";
+export * from "../legacy/index.ts";
 export { LOW_FREE_SPACE_BYTES, runDoctor, type CheckStatus, type DoctorCheck, type DoctorReport } from "./doctor.ts";
 export { MAX_LISTED_SESSIONS, listAllSessions, type SessionSummary } from "./sessions.ts";
