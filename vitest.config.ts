@@ -5,6 +5,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["packages/*/test/**/*.test.ts"],
+    // The real-OpenClaw suite has its own command (npm run test:openclaw, vitest.openclaw.config.ts).
+    exclude: ["**/node_modules/**", "packages/*/test/openclaw/**"],
     pool: "forks",
     maxWorkers: 2,
     // The JSON report lets .ci/run print a plain "N passed, N failed" line.

@@ -228,7 +228,8 @@ async function readInstanceInfo(fs: FsPort, root: string, id: string): Promise<I
   }
 }
 
-function pidExists(pid: number): boolean {
+/** Whether a process with this pid exists on this host (a process of another user counts). */
+export function pidExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -67,7 +67,9 @@ function printPlan(ctx: CommandContext, scan: LegacyScan, dryRun: boolean): void
     for (const entry of scan.kept) out.write(`  ${entry.path}: ${entry.reason}\n`);
   }
   out.write("Summary:\n");
-  out.write(renderTable(["WHY", "COUNT", "SIZE", "MEANING"], Object.entries(scan.byCode).map(([code, t]) => [code, String(t.count), formatBytes(t.bytes), REASONS[code] ?? code])));
+  const order = Object.keys(REASONS);
+  const rows = Object.entries(scan.byCode).sort(([a], [b]) => order.indexOf(a) - order.indexOf(b));
+  out.write(renderTable(["WHY", "COUNT", "SIZE", "MEANING"], rows.map(([code, t]) => [code, String(t.count), formatBytes(t.bytes), REASONS[code] ?? code])));
 }
 
 function printRemoval(ctx: CommandContext, removal: LegacyRemoval): void {

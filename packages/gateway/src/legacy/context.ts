@@ -40,7 +40,10 @@ export interface LegacyContext {
 }
 
 export interface ContextOptions {
+  /** The state dir's real path. */
   readonly stateDir: string;
+  /** Other spellings of it (as given, `$OPENCLAW_STATE_DIR`): every one is hashed into sandbox names. */
+  readonly stateDirAliases?: readonly string[] | undefined;
   readonly host: OpenClawHost;
   /** Reclaim sandbox workspaces of sessions idle longer than this many days. Default: never. */
   readonly idleDays?: number | undefined;
@@ -63,10 +66,10 @@ export async function buildLegacyContext(options: ContextOptions): Promise<Legac
   const configPath = await resolveConfigPath(stateDir, host);
   const document = await readOpenClawConfig(configPath, host);
   const agentDirs = await listAgentDirs(stateDir);
-  const agents = resolveRoster({ stateDir, configPath, document, host, agentDirs });
+  const agents = resolveRoster({ stateDir, stateDirAliases: options.stateDirAliases, configPath, document, host, agentDirs });
   const stores = await readSessionStores(stateDir, [...new Set([...agentDirs, ...agents.map((agent) => agent.id)])]);
-  const names = ownedSandboxNames(agents, stores, options);
   const stateDb = await readStateDb(stateDir);
+  const names = ownedSandboxNames(agents, stores, [...stateDb.workspacePaths], options);
   for (const name of stateDb.registryNames) names.owned.set(name, "a container in OpenClaw's sandbox registry");
   return {
     stateDir,
@@ -87,11 +90,12 @@ export async function buildLegacyContext(options: ContextOptions): Promise<Legac
   };
 }
 
-function ownedSandboxNames(agents: readonly OpenClawAgent[], stores: readonly AgentStore[], options: ContextOptions): { owned: Map<string, string>; idle: Map<string, string> } {
+/** Every name a live session or a known agent owns, hashing each workspace path it could have used (its agent's, and every path OpenClaw recorded). */
+function ownedSandboxNames(agents: readonly OpenClawAgent[], stores: readonly AgentStore[], recorded: readonly string[], options: ContextOptions): { owned: Map<string, string>; idle: Map<string, string> } {
   const owned = new Map<string, string>();
   const idle = new Map<string, string>();
-  const workspacesOf = (id: string): string[] => agents.filter((agent) => agent.id === id).flatMap((agent) => agent.workspaces);
-  for (const agent of agents) for (const name of agentSandboxNames(agent.id, agent.workspaces)) owned.set(name, `agent "${agent.id}" (scope agent)`);
+  const workspacesOf = (id: string): string[] => [...agents.filter((agent) => agent.id === id).flatMap((agent) => agent.workspaces), ...recorded];
+  for (const agent of agents) for (const name of agentSandboxNames(agent.id, [...agent.workspaces, ...recorded])) owned.set(name, `agent "${agent.id}" (scope agent)`);
   const idleBefore = options.idleDays === undefined ? undefined : options.now - options.idleDays * 86_400_000;
   for (const store of stores) {
     if ("error" in store) continue;

@@ -64,7 +64,7 @@ async function removeOne(ctx: LegacyContext, scan: LegacyScan, candidate: Legacy
  */
 export async function removeLegacyOrphans(scan: LegacyScan, options: RemovalOptions = {}): Promise<LegacyRemoval> {
   const { onProgress, ...host } = options;
-  const ctx = await legacyContext({ ...host, dir: scan.dir, idleDays: scan.rules.idleDays ?? undefined, force: scan.rules.force }, scan.dir);
+  const ctx = await legacyContext({ ...host, dir: scan.dir, idleDays: scan.rules.idleDays ?? undefined, force: scan.rules.force }, { real: scan.dir, aliases: scan.dirAliases });
   const removed: LegacyEntry[] = [];
   const skipped: LegacySkip[] = [];
   const failed: LegacySkip[] = [];

@@ -120,6 +120,12 @@ function sandboxOf(own: SandboxShape | undefined, defaults: SandboxShape | undef
 
 export interface RosterInput {
   readonly stateDir: string;
+  /**
+   * Other paths of the same state dir (the path as given, `$OPENCLAW_STATE_DIR`, a link to it).
+   * OpenClaw hashes workspace paths as it spelled them, never through realpath, so a sandbox name
+   * computed from only one spelling could miss a live session's directory.
+   */
+  readonly stateDirAliases?: readonly string[] | undefined;
   readonly configPath: string;
   /** The parsed document (includes resolved), or null when there is no config file. */
   readonly document: Record<string, unknown> | null;
@@ -129,8 +135,8 @@ export interface RosterInput {
 }
 
 /** The built-in default workspace candidates (`OPENCLAW_WORKSPACE_DIR`, `<stateDir>/workspace`, the profile and home forms). */
-function builtinDefaults(stateDir: string, host: OpenClawHost): string[] {
-  const out = [path.join(stateDir, "workspace"), path.join(host.homedir, ".openclaw", "workspace")];
+function builtinDefaults(stateDirs: readonly string[], host: OpenClawHost): string[] {
+  const out = [...stateDirs.map((dir) => path.join(dir, "workspace")), path.join(host.homedir, ".openclaw", "workspace")];
   const envDir = host.env["OPENCLAW_WORKSPACE_DIR"]?.trim();
   const profile = host.env["OPENCLAW_PROFILE"]?.trim();
   if (profile) out.unshift(path.join(host.homedir, `.openclaw-${profile}`, "workspace"));
@@ -149,7 +155,8 @@ export function resolveRoster(input: RosterInput): OpenClawAgent[] {
   const defaultId = defaultAgentId(entries, form);
   const defaultsRaw = document.agents?.defaults?.workspace?.trim();
   const defaultsWorkspace = defaultsRaw ? resolveUserPath(resolve(defaultsRaw, "agents.defaults.workspace"), host) : undefined;
-  const builtin = builtinDefaults(stateDir, host);
+  const stateDirs = [...new Set([stateDir, ...(input.stateDirAliases ?? [])])];
+  const builtin = builtinDefaults(stateDirs, host);
   const defaultsSandbox = document.agents?.defaults?.sandbox ?? undefined;
   const agent = (entry: RosterEntry, source: OpenClawAgent["source"]): OpenClawAgent => {
     const explicit = entry.workspace === undefined ? [] : explicitPaths(resolve(entry.workspace, `workspace of agent "${entry.id}"`), stateDir, configPath, host);
@@ -157,10 +164,10 @@ export function resolveRoster(input: RosterInput): OpenClawAgent[] {
     // The first is what OpenClaw picks; the rest are protected too (the scanned dir is taken as its OPENCLAW_STATE_DIR).
     const asDefault = defaultsWorkspace === undefined ? builtin : [defaultsWorkspace, ...builtin];
     const nested = defaultsWorkspace === undefined ? [] : [path.join(defaultsWorkspace, entry.id)];
-    const own = path.join(stateDir, `workspace-${entry.id}`);
-    const first = explicit[0] ?? (isDefault ? asDefault[0] : undefined) ?? nested[0] ?? own;
-    const workspaces = [...new Set([first, ...explicit, ...asDefault, ...nested, own])];
-    return { id: entry.id, workspace: first ?? own, workspaces, isDefault, source, sandbox: sandboxOf(entry.sandbox, defaultsSandbox, stateDir, host, resolve) };
+    const own = stateDirs.map((dir) => path.join(dir, `workspace-${entry.id}`));
+    const first = explicit[0] ?? (isDefault ? asDefault[0] : undefined) ?? nested[0] ?? own[0];
+    const workspaces = [...new Set([first, ...explicit, ...asDefault, ...nested, ...own].filter((dir): dir is string => dir !== undefined))];
+    return { id: entry.id, workspace: first ?? path.join(stateDir, `workspace-${entry.id}`), workspaces, isDefault, source, sandbox: sandboxOf(entry.sandbox, defaultsSandbox, stateDir, host, resolve) };
   };
   const agents = entries.map((entry) => agent(entry, "config"));
   const known = new Set(agents.map((item) => item.id));

@@ -3,7 +3,7 @@ import { readFile, readdir, realpath } from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { currentUid, errnoCode } from "@ocgw/workspace";
+import { currentUid, pidExists } from "@ocgw/workspace";
 import { isRecord } from "./openclaw-config.ts";
 
 /**
@@ -71,15 +71,6 @@ async function processStartTime(pid: number): Promise<number | undefined> {
   }
 }
 
-function isPidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return errnoCode(error) === "EPERM";
-  }
-}
-
 async function jsonLockEvidence(stateDir: string, options: ProbeOptions): Promise<string[]> {
   const uid = options.uid ?? currentUid();
   const dir = path.join(await canonical(stateDir), "tmp", uid === undefined ? "openclaw" : `openclaw-${uid}`);
@@ -93,7 +84,7 @@ async function jsonLockEvidence(stateDir: string, options: ProbeOptions): Promis
     } catch {
       continue;
     }
-    if (!isRecord(lock) || typeof lock["pid"] !== "number" || !isPidAlive(lock["pid"])) continue;
+    if (!isRecord(lock) || typeof lock["pid"] !== "number" || !pidExists(lock["pid"])) continue;
     const recorded = typeof lock["startTime"] === "number" ? lock["startTime"] : undefined;
     const actual = await processStartTime(lock["pid"]);
     if (recorded !== undefined && actual !== undefined && recorded !== actual) continue;

@@ -47,7 +47,10 @@ export interface LegacyTally {
 
 /** The plan: what `--yes` removes (`candidates`) and what it keeps, with why. Nothing was changed on disk. */
 export interface LegacyScan {
+  /** The state dir's real path. */
   readonly dir: string;
+  /** The spellings of it that were hashed too (as given, `$OPENCLAW_STATE_DIR`, `~/.openclaw`, when they lead to it). */
+  readonly dirAliases: readonly string[];
   readonly configPath: string;
   readonly configFound: boolean;
   readonly agents: readonly OpenClawAgent[];
@@ -72,27 +75,32 @@ function unreadableDir(given: string, error: unknown): GatewayError {
   return new GatewayError("LEGACY_UNREADABLE", `Cannot scan the OpenClaw state directory ${given}: ${why}`, { details: { path: given }, cause: error });
 }
 
-/** The state dir's real path. */
-export async function resolveStateDir(options: LegacyScanOptions): Promise<string> {
+/** The state dir's real path, and the other spellings OpenClaw may have hashed into sandbox names. */
+export async function resolveStateDir(options: LegacyScanOptions): Promise<{ real: string; aliases: string[] }> {
   const env = options.env ?? process.env;
   const cwd = path.resolve(options.cwd ?? process.cwd());
   const host = openClawHost(env, cwd, options.homedir ?? os.homedir());
-  const given = options.dir ?? env["OPENCLAW_STATE_DIR"]?.trim() ?? path.join(host.homedir, ".openclaw");
-  const expanded = given === "~" || given.startsWith("~/") ? path.join(host.homedir, given.slice(1)) : path.resolve(cwd, given);
+  const expand = (value: string): string => (value === "~" || value.startsWith("~/") ? path.join(host.homedir, value.slice(1)) : path.resolve(cwd, value));
+  const fromEnv = env["OPENCLAW_STATE_DIR"]?.trim();
+  const given = expand(options.dir ?? fromEnv ?? path.join(host.homedir, ".openclaw"));
+  let real: string;
   try {
-    const real = await realpath(expanded);
+    real = await realpath(given);
     if (!(await stat(real)).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
-    return real;
   } catch (error) {
-    throw unreadableDir(expanded, error);
+    throw unreadableDir(given, error);
   }
+  const spellings = [given, ...(fromEnv ? [expand(fromEnv)] : []), path.join(host.homedir, ".openclaw")];
+  const aliases: string[] = [];
+  for (const spelling of spellings) if ((await realpath(spelling).catch(() => undefined)) === real) aliases.push(spelling);
+  return { real, aliases: [...new Set(aliases)] };
 }
 
 /** The context a scan or a removal decides with. */
-export async function legacyContext(options: LegacyScanOptions, stateDir: string): Promise<LegacyContext> {
+export async function legacyContext(options: LegacyScanOptions, stateDir: { real: string; aliases: readonly string[] }): Promise<LegacyContext> {
   const env = options.env ?? process.env;
   const host = openClawHost(env, path.resolve(options.cwd ?? process.cwd()), options.homedir ?? os.homedir());
-  return buildLegacyContext({ stateDir, host, idleDays: options.idleDays, force: options.force, lockDir: options.lockDir, now: (options.now ?? Date.now)() });
+  return buildLegacyContext({ stateDir: stateDir.real, stateDirAliases: stateDir.aliases, host, idleDays: options.idleDays, force: options.force, lockDir: options.lockDir, now: (options.now ?? Date.now)() });
 }
 
 function identityOf(st: { dev: bigint; ino: bigint }): DirIdentity {
@@ -155,7 +163,8 @@ export async function scanLegacyState(options: LegacyScanOptions = {}): Promise<
   });
   const candidates = entries.filter((entry) => entry.action === "remove");
   return {
-    dir: stateDir,
+    dir: stateDir.real,
+    dirAliases: stateDir.aliases,
     configPath: ctx.configPath,
     configFound: ctx.configFound,
     agents: ctx.agents,

@@ -20,12 +20,19 @@ export interface OpenClawStateDb {
   /** Workspace directories and sandbox directory names the sandbox registry still lists. */
   readonly registryDirs: ReadonlySet<string>;
   readonly registryNames: ReadonlySet<string>;
+  /**
+   * Every workspace path OpenClaw recorded, as it spelled it (`workspace_path_aliases.alias_path`
+   * keeps the unresolved spelling of a path reached through a link): sandbox names are hashed from
+   * the spelling, so each one is hashed too.
+   */
+  readonly workspacePaths: ReadonlySet<string>;
   /** Why the database could not be read, when it exists and could not. */
   readonly problem: string | undefined;
 }
 
 interface StateRows {
   keysByPath: Map<string, string>;
+  workspacePaths: Set<string>;
   hashes: Map<string, Map<string, Set<string>>>;
   registryDirs: Set<string>;
   registryNames: Set<string>;
@@ -60,7 +67,7 @@ function readRows(db: DatabaseSync): StateRows {
       // An unreadable registry entry protects nothing more; the session store is the proof.
     }
   }
-  return { keysByPath, hashes, registryDirs, registryNames };
+  return { keysByPath, workspacePaths: new Set(keysByPath.keys()), hashes, registryDirs, registryNames };
 }
 
 /** Reads `<stateDir>/state/openclaw.sqlite` (from a snapshot); a missing database records nothing. */
@@ -81,6 +88,7 @@ export async function readStateDb(stateDir: string): Promise<OpenClawStateDb> {
     },
     registryDirs: rows?.registryDirs ?? new Set(),
     registryNames: rows?.registryNames ?? new Set(),
+    workspacePaths: rows?.workspacePaths ?? new Set(),
     problem,
   };
 }

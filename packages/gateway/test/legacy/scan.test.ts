@@ -160,6 +160,31 @@ describe("legacy reclaim: sandbox workspaces", () => {
     expect(result.kept.find((entry) => entry.path === dirs["agent:main:tomb"])?.reason).toContain("not in the format of OpenClaw 2026.9");
   });
 
+  // OpenClaw hashes the agent workspace as it spelled it, never through realpath: a state dir
+  // reached through a link names its sandboxes from the link's path.
+  it("keeps a live session's sandbox when OpenClaw used another spelling of the state dir (a link)", async () => {
+    const fx = await tempOpenClaw();
+    const link = path.join(fx.base, "state-link");
+    await fs.symlink(fx.stateDir, link);
+    const live = await seedWorkspace(fx, path.join(fx.stateDir, "sandboxes", sandboxNameFor("agent:main:live", path.join(link, "workspace"))));
+    const gone = await seedWorkspace(fx, path.join(fx.stateDir, "sandboxes", sandboxNameFor("agent:main:gone", path.join(link, "workspace"))));
+    await addSessions(fx, "main", [{ key: "agent:main:live" }]);
+    // Through the link as the argument, through OPENCLAW_STATE_DIR, or through what OpenClaw recorded.
+    const viaArg = await scan(fx, { dir: link });
+    const viaEnv = await scan(fx, { env: { ...fx.env, OPENCLAW_STATE_DIR: link } });
+    for (const result of [viaArg, viaEnv]) {
+      expect(result.candidates.map((entry) => entry.path)).toEqual([gone]);
+      expect(result.kept.find((entry) => entry.path === live)?.code).toBe("live-session");
+    }
+    expect((await scan(fx)).candidates.map((entry) => entry.path).sort(), "without a spelling or a record, both look orphaned").toEqual([gone, live].sort());
+    await fs.mkdir(path.join(fx.stateDir, "workspace"));
+    await recordGenerated(fx, path.join(fx.stateDir, "workspace"), {});
+    const db = new (await import("node:sqlite")).DatabaseSync(path.join(fx.stateDir, "state", "openclaw.sqlite"));
+    db.prepare("INSERT INTO workspace_path_aliases VALUES ('k', ?, 'w', ?, 0)").run(path.join(link, "workspace"), path.join(fx.stateDir, "workspace"));
+    db.close();
+    expect((await scan(fx)).candidates.map((entry) => entry.path)).toEqual([gone]);
+  });
+
   it("maps a session's sandbox through its spawned workspace and a per-agent workspaceRoot", async () => {
     const fx = await tempOpenClaw();
     const root = path.join(fx.base, "boxes");

@@ -1,0 +1,196 @@
+/**
+ * Runs the real OpenClaw gateway (the pinned npm package) in an isolated root: its own HOME,
+ * TMPDIR, state dir and loopback port, token auth, heartbeat and channels off, a loopback mock
+ * model. Started and stopped by PID only; the root is removed after the test.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import * as fs from "node:fs/promises";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { onTestFinished } from "vitest";
+import { type GatewayClient, connectGateway } from "../../src/index.ts";
+import { OPENCLAW_PACKAGE } from "./install.ts";
+import { MOCK_MODEL_ID } from "./mock-model.ts";
+
+export const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
+const READY_MS = 180_000;
+
+export interface OpenClawRoot {
+  readonly root: string;
+  readonly home: string;
+  readonly stateDir: string;
+  readonly configPath: string;
+  /** The environment OpenClaw (and `ocgw` pointed at it) runs with. */
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** A fresh isolated root, removed (with OpenClaw's lock files for it) when the test ends. */
+export async function openClawRoot(): Promise<OpenClawRoot> {
+  const root = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "ocgw-openclaw-")));
+  const home = path.join(root, "home");
+  const stateDir = path.join(root, "state");
+  await Promise.all(["home", "tmp", "state"].map((dir) => fs.mkdir(path.join(root, dir))));
+  onTestFinished(async () => {
+    await removeLifecycleLocks(root);
+    if (process.env["OCGW_KEEP_TEST_DIRS"] === undefined) await fs.rm(root, { recursive: true, force: true });
+  });
+  const env: NodeJS.ProcessEnv = {
+    PATH: `${path.dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
+    HOME: home,
+    TMPDIR: path.join(root, "tmp"),
+    OPENCLAW_STATE_DIR: stateDir,
+    OPENCLAW_CONFIG_PATH: path.join(stateDir, "openclaw.json"),
+    OPENCLAW_DISABLE_BONJOUR: "1",
+    OPENCLAW_NO_RESPAWN: "1",
+    OPENCLAW_SKIP_CHANNELS: "1",
+    OPENCLAW_NO_AUTO_UPDATE: "1",
+  };
+  return { root, home, stateDir, configPath: path.join(stateDir, "openclaw.json"), env };
+}
+
+/**
+ * OpenClaw keeps lifecycle locks in /tmp/openclaw-state-locks-<uid>/ (not under TMPDIR), named by
+ * the hash of a database path, and never removes them; the ones named for this root's databases
+ * go with the root.
+ */
+async function removeLifecycleLocks(root: string): Promise<void> {
+  const dir = path.join("/tmp", `openclaw-state-locks-${process.getuid?.() ?? ""}`);
+  const files = await fs.readdir(root, { recursive: true }).catch(() => [] as string[]);
+  const hashes = files.filter((rel) => rel.includes(".sqlite")).map((rel) => createHash("sha256").update(path.join(root, rel.replace(/(\.sqlite).*$/, "$1"))).digest("hex").slice(0, 8));
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (hashes.some((hash) => name.endsWith(`.${hash}.lock.sqlite`))) await fs.rm(path.join(dir, name), { force: true });
+  }
+}
+
+/** openclaw.json: loopback, token auth, the mock model, heartbeat off, plus the test's `agents` block. */
+export function openClawConfig(oc: OpenClawRoot, port: number, token: string, modelBaseUrl: string, agents: Record<string, unknown>): Record<string, unknown> {
+  const defaults = (agents["defaults"] ?? {}) as Record<string, unknown>;
+  return {
+    gateway: { mode: "local", bind: "loopback", port, auth: { mode: "token", token } },
+    update: { checkOnStart: false },
+    telemetry: { enabled: false },
+    discovery: { mdns: { mode: "off" } },
+    logging: { file: path.join(oc.root, "openclaw.log") },
+    models: {
+      mode: "merge",
+      catalogRefresh: { enabled: false },
+      providers: {
+        mock: {
+          baseUrl: modelBaseUrl,
+          apiKey: "mock-local",
+          api: "openai-completions",
+          models: [{ id: MOCK_MODEL_ID, name: "Mock", reasoning: false, input: ["text"], cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 }, contextWindow: 128000, maxTokens: 4096 }],
+        },
+      },
+    },
+    agents: { ...agents, defaults: { model: { primary: `mock/${MOCK_MODEL_ID}` }, heartbeat: { every: "0m" }, ...defaults } },
+  };
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface RunningOpenClaw {
+  readonly pid: number;
+  readonly url: string;
+  readonly token: string;
+  /** A connected operator client (closed by stop()). */
+  readonly client: GatewayClient;
+  /** SIGTERM by PID, then SIGKILL after 60 s; resolves when the process has exited. */
+  stop(): Promise<void>;
+}
+
+async function waitReady(child: ChildProcess, output: () => string, url: string, token: string): Promise<GatewayClient> {
+  const deadline = Date.now() + READY_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`openclaw exited during start (${child.exitCode ?? child.signalCode}):\n${output().slice(-4000)}`);
+    if (/\[gateway\] ready\b/.test(output())) {
+      try {
+        return await connectGateway({ url, token, scopes: ["operator.read", "operator.write", "operator.admin"], timeoutMs: 10_000 });
+      } catch {
+        // Not accepting yet.
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`openclaw was not ready within ${READY_MS / 1000} s:\n${output().slice(-4000)}`);
+}
+
+/** Writes openclaw.json and starts `openclaw gateway run` in the root; resolves once a client is connected. */
+export async function startOpenClaw(oc: OpenClawRoot, modelBaseUrl: string, agents: Record<string, unknown>): Promise<RunningOpenClaw> {
+  const port = await freePort();
+  const token = randomBytes(24).toString("hex");
+  await fs.writeFile(oc.configPath, `${JSON.stringify(openClawConfig(oc, port, token, modelBaseUrl, agents), null, 2)}\n`);
+  const child = spawn(process.execPath, [path.join(OPENCLAW_PACKAGE, "openclaw.mjs"), "gateway", "run"], { cwd: oc.root, env: oc.env, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const exited = once(child, "exit");
+  const connected: { client?: GatewayClient } = {};
+  const stop = async (): Promise<void> => {
+    await connected.client?.close().catch(() => undefined);
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    process.kill(child.pid as number, "SIGTERM");
+    const timer = setTimeout(() => child.exitCode === null && child.signalCode === null && process.kill(child.pid as number, "SIGKILL"), 60_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  onTestFinished(stop);
+  const url = `ws://127.0.0.1:${port}`;
+  connected.client = await waitReady(child, () => output, url, token);
+  return { pid: child.pid as number, url, token, client: connected.client, stop };
+}
+
+/** Sends one message on each key and waits until each run has ended (whatever its outcome). */
+export async function chatOn(client: GatewayClient, keys: readonly string[]): Promise<void> {
+  const runs: string[] = [];
+  for (const key of keys) {
+    const runId = `run-${randomBytes(6).toString("hex")}`;
+    await client.call("chat.send", { sessionKey: key, message: `hello from ${key}`, idempotencyKey: runId });
+    runs.push(runId);
+  }
+  for (const runId of runs) await client.call("agent.wait", { runId, timeoutMs: 120_000 }, { timeoutMs: 130_000 });
+}
+
+/** sha256 of every file below `dir` (a link by its target), by path: the state dir before and after. */
+export async function hashFiles(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const entry of await fs.readdir(dir, { recursive: true, withFileTypes: true })) {
+    const full = path.join(entry.parentPath, entry.name);
+    if (entry.isSymbolicLink()) out.set(full, `link:${await fs.readlink(full)}`);
+    else if (entry.isFile()) out.set(full, createHash("sha256").update(await fs.readFile(full)).digest("hex"));
+    else if (entry.isDirectory()) out.set(`${full}/`, "dir");
+  }
+  return out;
+}
+
+export interface OcgwResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the real `ocgw` bin (a child process) with OpenClaw's environment. */
+export async function ocgw(oc: OpenClawRoot, args: readonly string[]): Promise<OcgwResult> {
+  const child = spawn(process.execPath, [path.join(REPO, "packages", "cli", "src", "bin.ts"), ...args], { cwd: oc.root, env: oc.env, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code] = (await once(child, "exit")) as [number | null];
+  return { code: code ?? -1, stdout, stderr };
+}
+
+/** One line per case for the CI log: what it planted, and what the reclaim removed and kept. */
+export function report(name: string, counts: { planted: number; removed: number; kept: number }): void {
+  console.log(`[openclaw suite] ${name}: planted ${counts.planted}, removed ${counts.removed}, kept ${counts.kept}`);
+}
