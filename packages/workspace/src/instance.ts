@@ -8,9 +8,15 @@ import { WorkspaceError, describeError, errnoCode } from "./errors.ts";
 import { type FsPort, nodeFsPort } from "./fs-port.ts";
 import { INSTANCES_DIR } from "./paths.ts";
 
-/** Liveness timing. A live instance refreshes its lock every `heartbeatMs`; one silent for `staleMs` is dead. */
+/**
+ * Liveness timing. A live instance refreshes its lock every `heartbeatMs`; one silent for
+ * `staleMs` is dead unless its process is proven alive (see {@link createLivenessProbe}).
+ */
 export interface LivenessOptions {
-  /** A lock not refreshed for this long proves its owner dead. Default 60,000 ms (1 min); minimum 2,000. */
+  /**
+   * A lock not refreshed for this long proves its owner dead, unless the owner's process is proven
+   * alive on this machine (stopped, suspended or blocked, not gone). Default 60,000 ms (1 min); minimum 2,000.
+   */
   staleMs?: number | undefined;
   /** How often the owner refreshes its lock. Default staleMs / 6; between 1,000 and staleMs / 2. */
   heartbeatMs?: number | undefined;
@@ -37,13 +43,22 @@ export interface InstanceHandle {
   close(): Promise<void>;
 }
 
-const instanceInfoSchema = z.strictObject({
-  v: z.literal(1),
-  id: z.string(),
+/**
+ * The fields of a {@link ProcessIdentity} as records on disk hold them. `startTicks` is optional:
+ * records written before it existed lack it, and still parse.
+ */
+export const processIdentityFields = {
   pid: z.int().nonnegative(),
   host: z.string(),
   bootId: z.string().nullable(),
   pidNs: z.string().nullable(),
+  startTicks: z.int().nonnegative().nullable().optional(),
+};
+
+const instanceInfoSchema = z.strictObject({
+  v: z.literal(1),
+  id: z.string(),
+  ...processIdentityFields,
   startedAt: z.int(),
 });
 type InstanceInfo = z.infer<typeof instanceInfoSchema>;
@@ -90,8 +105,7 @@ export async function registerInstance(options: InstanceOptions): Promise<Instan
   const { staleMs, heartbeatMs } = resolveTiming(options);
   const id = randomUUID();
   const dir = path.join(options.root, INSTANCES_DIR);
-  const ident = machineIdentity();
-  const info: InstanceInfo = { v: 1, id, pid: process.pid, host: ident.host, bootId: ident.bootId, pidNs: ident.pidNs, startedAt: Date.now() };
+  const info: InstanceInfo = { v: 1, id, ...currentProcess(), startedAt: Date.now() };
   const handle = {
     id,
     root: options.root,
@@ -168,8 +182,14 @@ export interface LivenessProbe {
 }
 
 /**
- * Decides whether an instance is alive. Dead means proven: its lock is missing or has not been
- * refreshed for staleMs; or, on the same host, boot and pid namespace, its process is gone.
+ * Decides whether an instance is alive. Dead means proven:
+ * - its lock is missing;
+ * - its lock is fresh, but on the same host, boot and pid namespace its process is gone or its
+ *   pid was recycled (see {@link processState});
+ * - its lock has not been refreshed for staleMs, and its process is not proven alive. A stale
+ *   heartbeat from a process that is alive on this machine (SIGSTOP, a suspended laptop, a long
+ *   event-loop block) is not death; on another host, or when identities cannot be compared,
+ *   staleness alone decides.
  * Anything unclear (unreadable files, foreign host with a fresh lock) counts as alive.
  */
 export function createLivenessProbe(options: { root: string; fs?: FsPort | undefined } & LivenessOptions): LivenessProbe {
@@ -178,23 +198,26 @@ export function createLivenessProbe(options: { root: string; fs?: FsPort | undef
   return {
     async isAlive(instanceId) {
       if (!/^[a-z0-9-]{8,64}$/.test(instanceId)) return false;
-      let locked: boolean;
-      try {
-        locked = await lockfile.check(infoPath(options.root, instanceId), {
-          lockfilePath: lockPath(options.root, instanceId),
-          realpath: false,
-          stale: staleMs,
-          fs: fs.lockFs,
-        });
-      } catch {
-        return true;
-      }
-      if (!locked) return false;
+      const lock = await lockState(fs, options.root, instanceId, staleMs);
+      if (lock === "unclear") return true;
+      if (lock === "missing") return false;
       const info = await readInstanceInfo(fs, options.root, instanceId);
-      if (info === null) return true;
-      return !processProvenDead(info);
+      if (lock === "fresh") return info === null || !processProvenDead(info);
+      return info !== null && processState(info) === "alive";
     },
   };
+}
+
+/** The instance lock as a prober sees it; `unclear` when it cannot be checked. */
+async function lockState(fs: FsPort, root: string, id: string, staleMs: number): Promise<"fresh" | "stale" | "missing" | "unclear"> {
+  try {
+    const fresh = await lockfile.check(infoPath(root, id), { lockfilePath: lockPath(root, id), realpath: false, stale: staleMs, fs: fs.lockFs });
+    if (fresh) return "fresh";
+    await fs.promises.lstat(lockPath(root, id));
+    return "stale";
+  } catch (error) {
+    return errnoCode(error) === "ENOENT" ? "missing" : "unclear";
+  }
 }
 
 /** A process as the pid fast path sees it: its pid, plus what makes the pid meaningful. */
@@ -203,18 +226,61 @@ export interface ProcessIdentity {
   host: string;
   bootId: string | null;
   pidNs: string | null;
+  /**
+   * When the process started, in clock ticks after boot (Linux: /proc/<pid>/stat field 22): tells
+   * the process from a later one that got its pid. Null where unknown; absent in older records.
+   */
+  startTicks?: number | null | undefined;
 }
 
+let thisProcess: ProcessIdentity | undefined;
 /** This process's {@link ProcessIdentity}. */
 export function currentProcess(): ProcessIdentity {
-  return { pid: process.pid, ...machineIdentity() };
+  thisProcess ??= { pid: process.pid, ...machineIdentity(), startTicks: readProcStat(process.pid)?.startTicks ?? null };
+  return { ...thisProcess };
 }
 
-/** True only when the process is proven gone: same host, boot and pid namespace as this one (Linux), and its pid does not exist. */
-export function processProvenDead(who: ProcessIdentity): boolean {
+/**
+ * What /proc/<pid>/stat says about a process on this machine: its state letter (field 3) and its
+ * start time in clock ticks after boot (field 22). Null when unknown: not Linux, gone, or hidden.
+ */
+function readProcStat(pid: number): { state: string; startTicks: number } | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null;
+  }
+  // The command name (field 2) is in parentheses and may hold spaces or ")": count from the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const state = fields[0]; // field 3
+  const startTicks = fields[19]; // field 22
+  return state !== undefined && startTicks !== undefined && /^\d+$/.test(startTicks) ? { state, startTicks: Number(startTicks) } : null;
+}
+
+/**
+ * What the pid fast path can prove about a process. `unknown` unless it ran on this host, boot and
+ * pid namespace (Linux). There, `dead` when its pid no longer exists, exists with another start
+ * time (the pid was recycled), or is a zombie (exited, not yet reaped); `alive` when its pid
+ * exists with the same start time. A pid that exists while either start time is unknown (a
+ * record written before start times were recorded, or a /proc that hides the process) counts as
+ * `alive`: a recycled pid may then keep workspaces until that process exits, which leaks disk for
+ * a while but never deletes a live workspace.
+ */
+export function processState(who: ProcessIdentity): "alive" | "dead" | "unknown" {
   const here = machineIdentity();
-  if (who.host !== here.host || who.bootId === null || who.bootId !== here.bootId || who.pidNs === null || who.pidNs !== here.pidNs) return false;
-  return !pidExists(who.pid);
+  if (who.host !== here.host || who.bootId === null || who.bootId !== here.bootId || who.pidNs === null || who.pidNs !== here.pidNs) return "unknown";
+  if (!pidExists(who.pid)) return "dead";
+  const stat = readProcStat(who.pid);
+  if (stat === null) return pidExists(who.pid) ? "alive" : "dead";
+  if (stat.state === "Z" || stat.state === "X") return "dead";
+  if (who.startTicks === undefined || who.startTicks === null) return "alive";
+  return stat.startTicks === who.startTicks ? "alive" : "dead";
+}
+
+/** True only when the process is proven gone: {@link processState} is `dead`. */
+export function processProvenDead(who: ProcessIdentity): boolean {
+  return processState(who) === "dead";
 }
 
 async function readInstanceInfo(fs: FsPort, root: string, id: string): Promise<InstanceInfo | null> {

@@ -12,6 +12,7 @@ import {
   currentProcess,
   forgetInstance,
   listInstanceIds,
+  processIdentityFields,
   processProvenDead,
 } from "./instance.ts";
 import { readMarker } from "./marker.ts";
@@ -201,13 +202,7 @@ async function takeCollectorLock(fs: FsPort, root: string, options: SweepOptions
 
 const COLLECTOR_RECORD = /^collector-[a-z0-9]{10}\.owner$/;
 
-const collectorRecordSchema = z.strictObject({
-  v: z.literal(1),
-  pid: z.int().nonnegative(),
-  host: z.string(),
-  bootId: z.string().nullable(),
-  pidNs: z.string().nullable(),
-});
+const collectorRecordSchema = z.strictObject({ v: z.literal(1), ...processIdentityFields });
 
 /** Writes this collector's record (never through a planted link: O_EXCL); null if it cannot. */
 async function writeCollectorRecord(fs: FsPort, root: string): Promise<string | null> {

@@ -1,13 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { lstat, readdir } from "node:fs/promises";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it, onTestFinished } from "vitest";
+import { createLivenessProbe } from "../src/instance.ts";
 import { createEphemeralProvider } from "../src/providers/ephemeral.ts";
 import { sweep } from "../src/sweep.ts";
-import { listTree, tempDir } from "./helpers.ts";
+import { listTree, procStatField, tempDir } from "./helpers.ts";
 
 const FIXTURE = fileURLToPath(new URL("./fixtures/hold-leases.ts", import.meta.url));
 /** Hang detection only: a healthy child answers in well under a second. */
@@ -21,8 +22,8 @@ interface Held {
 }
 
 /** Starts the fixture and resolves with its JSON line; the child is SIGKILLed when the test ends if still running. */
-async function holdLeases(root: string, count: number, mode?: "trash"): Promise<{ child: ChildProcess; held: Held; exited: Promise<unknown> }> {
-  const child = spawn(process.execPath, [FIXTURE, root, String(count), ...(mode === undefined ? [] : [mode])], { stdio: ["ignore", "pipe", "pipe"] });
+async function holdLeases(root: string, count: number, ...flags: ("trash" | `stale-ms=${number}`)[]): Promise<{ child: ChildProcess; held: Held; exited: Promise<unknown> }> {
+  const child = spawn(process.execPath, [FIXTURE, root, String(count), ...flags], { stdio: ["ignore", "pipe", "pipe"] });
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve(signal ?? code)));
   onTestFinished(() => {
     if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, "SIGKILL");
@@ -52,6 +53,20 @@ async function kill(child: ChildProcess, exited: Promise<unknown>): Promise<void
   process.kill(child.pid as number, "SIGKILL");
   const how = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve("timeout"), CHILD_TIMEOUT_MS))]);
   expect(how).toBe("SIGKILL");
+}
+
+/** Polls every 25 ms until `condition` holds; fails after `timeoutMs` (a hang bound only). */
+async function until(condition: () => Promise<boolean>, what: string, timeoutMs = CHILD_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** How long ago the instance's liveness lock was last refreshed, in ms. */
+async function lockAgeMs(root: string, instanceId: string): Promise<number> {
+  return Date.now() - (await lstat(path.join(root, ".instances", `${instanceId}.lock`))).mtimeMs;
 }
 
 async function sweeper(root: string): Promise<Awaited<ReturnType<typeof createEphemeralProvider>>> {
@@ -113,5 +128,42 @@ describe("crash: a SIGKILLed gateway's leases", () => {
     expect(afterKill.reclaimed).toBe(2);
     expect(listTree(root).filter((rel) => rel.includes(held.instanceId))).toEqual([]);
     expect((await readdir(root)).sort()).toEqual([".instances"]);
+  });
+});
+
+describe("regression: a stalled live gateway was judged dead", () => {
+  const STALE_MS = 2000;
+
+  it("a SIGSTOPped gateway silent for longer than staleMs keeps its leases: its process is alive, only frozen", async () => {
+    const root = path.join(await tempDir(), "root");
+    const { child, held, exited } = await holdLeases(root, 3, `stale-ms=${STALE_MS}`);
+    const probe = createLivenessProbe({ root, staleMs: STALE_MS });
+    const mine = await sweeper(root);
+    expect(await probe.isAlive(held.instanceId)).toBe(true);
+
+    process.kill(held.pid, "SIGSTOP"); // if the test fails while stopped, holdLeases' SIGKILL still ends it
+    await until(async () => (await procStatField(held.pid, 3)) === "T", `process ${held.pid} to stop`);
+    // The heartbeat has really stopped: the lock is older than staleMs, which alone used to mean death.
+    await until(async () => (await lockAgeMs(root, held.instanceId)) > STALE_MS + 250, "the child's lock to go stale");
+
+    // What an offline `ocgw workspaces gc` does, then what another gateway on the root does.
+    for (const instance of [undefined, mine.instance]) {
+      const result = await sweep({ root, instance, staleMs: STALE_MS });
+      expect(result).toMatchObject({ reclaimed: 0, kept: 3, failed: 0, forgottenInstances: 0 });
+      for (const entry of result.entries) expect(entry).toMatchObject({ instanceId: held.instanceId, action: "keep", reason: "owner instance is alive" });
+    }
+    expect(await probe.isAlive(held.instanceId)).toBe(true);
+    for (const leasePath of held.paths) expect(existsSync(leasePath)).toBe(true);
+    expect(existsSync(path.join(root, ".instances", `${held.instanceId}.json`))).toBe(true);
+    expect(await lockAgeMs(root, held.instanceId)).toBeGreaterThan(STALE_MS);
+
+    // Resumed, it refreshes its own lock and carries on; killed, it is reclaimed at once.
+    process.kill(held.pid, "SIGCONT");
+    await until(async () => (await lockAgeMs(root, held.instanceId)) < STALE_MS, "the resumed child to refresh its lock");
+    expect((await sweep({ root, instance: mine.instance, staleMs: STALE_MS })).kept).toBe(3);
+    await kill(child, exited);
+    const afterKill = await sweep({ root, instance: mine.instance, staleMs: STALE_MS });
+    expect(afterKill).toMatchObject({ reclaimed: 3, failed: 0 });
+    for (const leasePath of held.paths) expect(existsSync(leasePath)).toBe(false);
   });
 });

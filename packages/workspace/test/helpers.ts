@@ -1,5 +1,5 @@
 import * as nodeFs from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { Volume, createFsFromVolume } from "memfs";
@@ -18,6 +18,13 @@ export async function tempDir(prefix = "ocgw-ws-"): Promise<string> {
     await rm(dir, { recursive: true, force: true });
   });
   return dir;
+}
+
+/** Field `n` of /proc/<pid>/stat, numbered as proc(5) does (3: state, 22: start time in clock ticks); "" once the process is gone. */
+export async function procStatField(pid: number, n: number): Promise<string> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  // The command name (field 2) is in parentheses and may hold spaces: count from the last ")".
+  return stat === "" ? "" : (stat.slice(stat.lastIndexOf(")") + 2).split(" ")[n - 3] ?? "");
 }
 
 /** Every path below `dir`, relative, sorted; links listed, never followed. */

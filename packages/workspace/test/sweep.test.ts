@@ -1,5 +1,7 @@
+import { spawn, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { once } from "node:events";
 import { cp, lstat, mkdir, readFile, readdir, rename, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import lockfile from "proper-lockfile";
@@ -11,7 +13,7 @@ import { MARKER_NAME, buildMarker } from "../src/marker.ts";
 import { type EphemeralProvider, type EphemeralProviderOptions, createEphemeralProvider } from "../src/providers/ephemeral.ts";
 import { type SweepEntry, type SweepProgress, sweep } from "../src/sweep.ts";
 import type { WorkspaceLease } from "../src/types.ts";
-import { listTree, tempDir } from "./helpers.ts";
+import { listTree, procStatField, tempDir } from "./helpers.ts";
 
 async function newRoot(): Promise<{ base: string; root: string }> {
   const base = await tempDir();
@@ -49,6 +51,13 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
     },
     (error: unknown) => error,
   );
+}
+
+/** The pid of a child process that has exited: a process proven gone (if the pid is reused, the start time differs). */
+function exitedPid(): number {
+  const { pid, status } = spawnSync(process.execPath, ["-e", ""]);
+  expect(status).toBe(0);
+  return pid;
 }
 
 /** A marker as the provider would write it for `dir`, owned by `instanceId`. */
@@ -341,8 +350,8 @@ describe("sweep: instance records", () => {
     const lockDir = path.join(instances, `${crashed.instance.id}.lock`);
     const info = await readFile(infoFile, "utf8");
     await crashed.close();
-    // What a crash leaves: the record, and a lock nobody refreshes any more (10 minutes old).
-    await writeFile(infoFile, info, { mode: 0o600 });
+    // What a crash leaves: the record of a process that is gone, and a lock nobody refreshes any more (10 minutes old).
+    await writeFile(infoFile, JSON.stringify({ ...(JSON.parse(info) as object), pid: exitedPid() }), { mode: 0o600 });
     await mkdir(lockDir);
     const old = new Date(Date.now() - 10 * 60_000);
     await utimes(lockDir, old, old);
@@ -444,6 +453,13 @@ describe("liveness: what counts as alive", () => {
     await mkdir(path.join(root, ".instances", `${id}.lock`), { recursive: true });
   }
 
+  /** A lock directory for `id` that nobody has refreshed for 10 minutes. */
+  async function staleLock(root: string, id: string): Promise<void> {
+    await freshLock(root, id);
+    const old = new Date(Date.now() - 10 * 60_000);
+    await utimes(path.join(root, ".instances", `${id}.lock`), old, old);
+  }
+
   it("anything unclear is alive; a bad id or a missing lock is dead", async () => {
     const { root } = await newRoot();
     const live = await open(root);
@@ -489,6 +505,94 @@ describe("liveness: what counts as alive", () => {
     const old = new Date(Date.now() - 10 * 60_000);
     await utimes(path.join(instances, `${stale}.lock`), old, old);
     expect(await probe.isAlive(stale)).toBe(false);
+  });
+
+  /** This test process's record, with and without the start time (as records written before it existed). */
+  async function ownRecords(root: string, instanceId: string): Promise<{ written: Record<string, unknown>; current: Record<string, unknown>; legacy: Record<string, unknown> }> {
+    const written = JSON.parse(await readFile(path.join(root, ".instances", `${instanceId}.json`), "utf8")) as Record<string, unknown>;
+    const legacy = Object.fromEntries(Object.entries(written).filter(([field]) => field !== "startTicks"));
+    const startTicks = Number(await procStatField(process.pid, 22));
+    expect(startTicks).toBeGreaterThan(0);
+    return { written, current: { ...legacy, startTicks }, legacy };
+  }
+
+  it("regression: a stalled live gateway was judged dead. A stale lock is death only when the process is proven gone", async () => {
+    const { root } = await newRoot();
+    const live = await open(root);
+    const { written, current, legacy } = await ownRecords(root, live.instance.id);
+    const probe = createLivenessProbe({ root, staleMs: 2000 });
+    async function staleInstance(record: Record<string, unknown>): Promise<string> {
+      const id = randomUUID();
+      await staleLock(root, id);
+      await writeFile(path.join(root, ".instances", `${id}.json`), JSON.stringify({ ...record, id }));
+      return id;
+    }
+
+    // Same host, boot and pid namespace; the pid exists with the recorded start time: alive, however stale.
+    expect(await probe.isAlive(await staleInstance(current))).toBe(true);
+    // A record written before start times were recorded: a pid that exists on this machine is alive.
+    expect(await probe.isAlive(await staleInstance(legacy))).toBe(true);
+    // Proven gone: the pid no longer exists, with or without a start time.
+    expect(await probe.isAlive(await staleInstance({ ...current, pid: exitedPid() }))).toBe(false);
+    expect(await probe.isAlive(await staleInstance({ ...legacy, pid: exitedPid() }))).toBe(false);
+    // Not comparable (another host, or no boot id): staleness alone decides, as before.
+    expect(await probe.isAlive(await staleInstance({ ...current, host: "another-host" }))).toBe(false);
+    expect(await probe.isAlive(await staleInstance({ ...current, bootId: null }))).toBe(false);
+    // registerInstance records the start time of its process.
+    expect(written).toEqual(current);
+  });
+
+  it("a recycled pid (the pid exists, with another start time) is dead, whether its lock is stale or fresh", async () => {
+    const { root } = await newRoot();
+    const live = await open(root);
+    const { current } = await ownRecords(root, live.instance.id);
+    const recycled = { ...current, startTicks: (current.startTicks as number) + 1 };
+    const probe = createLivenessProbe({ root, staleMs: 2000 });
+
+    const fresh = randomUUID();
+    await freshLock(root, fresh);
+    await writeFile(path.join(root, ".instances", `${fresh}.json`), JSON.stringify({ ...recycled, id: fresh }));
+    expect(await probe.isAlive(fresh)).toBe(false);
+
+    const stale = randomUUID();
+    await staleLock(root, stale);
+    await writeFile(path.join(root, ".instances", `${stale}.json`), JSON.stringify({ ...recycled, id: stale }));
+    expect(await probe.isAlive(stale)).toBe(false);
+
+    // Its leases are reclaimed; the live instance's (same pid, true start time) are kept.
+    const lease = await live.acquire({ key: "kept" });
+    const orphanDir = path.join(root, "recycled-orphan");
+    await mkdir(orphanDir, { mode: 0o700 });
+    await writeFile(path.join(orphanDir, MARKER_NAME), await forgedMarker(orphanDir, fresh));
+    const result = await sweep({ root, staleMs: 2000 });
+    expect(byPath(result.entries).get(orphanDir)).toMatchObject({ action: "reclaim", outcome: "removed", reason: "owner instance is dead" });
+    expect(byPath(result.entries).get(lease.path as string)).toMatchObject({ action: "keep" });
+    expect(existsSync(lease.path as string)).toBe(true);
+  });
+
+  it("a zombie (exited, not yet reaped by its parent) is dead, though its pid and start time still answer", async () => {
+    const { root } = await newRoot();
+    const live = await open(root);
+    const { current } = await ownRecords(root, live.instance.id);
+    // sh starts a short sleep in the background, then becomes a long `sleep`, which never reaps it.
+    const parent = spawn("sh", ["-c", "sleep 0.5 & echo $!; exec sleep 60"], { stdio: ["ignore", "pipe", "inherit"] });
+    onTestFinished(() => {
+      if (parent.exitCode === null && parent.signalCode === null && parent.pid !== undefined) process.kill(parent.pid, "SIGKILL");
+    });
+    const [line] = (await once(parent.stdout, "data")) as [Buffer];
+    const zombie = Number.parseInt(line.toString(), 10);
+    const deadline = Date.now() + 10_000;
+    while ((await procStatField(zombie, 3)) !== "Z" && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+    expect(await procStatField(zombie, 3)).toBe("Z");
+    const record = { ...current, pid: zombie, startTicks: Number(await procStatField(zombie, 22)) };
+    const probe = createLivenessProbe({ root, staleMs: 2000 });
+
+    for (const lock of [staleLock, freshLock]) {
+      const id = randomUUID();
+      await lock(root, id);
+      await writeFile(path.join(root, ".instances", `${id}.json`), JSON.stringify({ ...record, id }));
+      expect(await probe.isAlive(id), lock.name).toBe(false);
+    }
   });
 
   it("a lock that cannot be checked counts as alive", async () => {

@@ -43,6 +43,8 @@ export interface GatewaySettings {
   implicit?: "ephemeral" | "agent" | "persistent" | "none";
   onStartup?: boolean;
   runner?: GatewayConfigInput["runner"];
+  /** `workspace.ephemeral.staleMs`; unset: the default (1 min). */
+  staleMs?: number;
 }
 
 /** The config every test gateway (in-process or child) is started with. */
@@ -52,7 +54,7 @@ export function gatewayConfig(settings: GatewaySettings): GatewayConfigInput {
     gateway: { port: 0, auth: { token: TOKEN } },
     workspace: {
       implicit: settings.implicit ?? "ephemeral",
-      ephemeral: { root: settings.root, idleTtlMs: settings.idleTtlMs },
+      ephemeral: { root: settings.root, idleTtlMs: settings.idleTtlMs, ...(settings.staleMs === undefined ? {} : { staleMs: settings.staleMs }) },
       gc: { onStartup: settings.onStartup ?? true, intervalMs: 0 },
     },
     ...(settings.runner === undefined ? {} : { runner: settings.runner }),
