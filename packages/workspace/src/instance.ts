@@ -244,7 +244,8 @@ export function currentProcess(): ProcessIdentity {
  * What /proc/<pid>/stat says about a process on this machine: its state letter (field 3) and its
  * start time in clock ticks after boot (field 22). Null when unknown: not Linux, gone, or hidden.
  */
-function readProcStat(pid: number): { state: string; startTicks: number } | null {
+/** A process's state letter and start time (`/proc/<pid>/stat` fields 3 and 22); null where it cannot be read (gone, or not Linux). */
+export function readProcStat(pid: number): { state: string; startTicks: number } | null {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, "utf8");

@@ -3,7 +3,7 @@ import { readFile, readdir, realpath } from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { currentUid, pidExists } from "@ocgw/workspace";
+import { currentUid, pidExists, readProcStat } from "@ocgw/workspace";
 import { isRecord } from "./openclaw-config.ts";
 
 /**
@@ -59,18 +59,6 @@ async function lifecycleEvidence(stateDir: string, options: ProbeOptions): Promi
   return present && isSqliteLockHeld(file) ? [`lifecycle lock ${file} is held`] : [];
 }
 
-/** The start time of a process (`/proc/<pid>/stat` field 22), or undefined where it cannot be read. */
-async function processStartTime(pid: number): Promise<number | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const value = Number(fields[19]);
-    return Number.isFinite(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 async function jsonLockEvidence(stateDir: string, options: ProbeOptions): Promise<string[]> {
   const uid = options.uid ?? currentUid();
   const dir = path.join(await canonical(stateDir), "tmp", uid === undefined ? "openclaw" : `openclaw-${uid}`);
@@ -86,8 +74,9 @@ async function jsonLockEvidence(stateDir: string, options: ProbeOptions): Promis
     }
     if (!isRecord(lock) || typeof lock["pid"] !== "number" || !pidExists(lock["pid"])) continue;
     const recorded = typeof lock["startTime"] === "number" ? lock["startTime"] : undefined;
-    const actual = await processStartTime(lock["pid"]);
-    if (recorded !== undefined && actual !== undefined && recorded !== actual) continue;
+    const stat = readProcStat(lock["pid"]);
+    if (stat !== null && (stat.state === "Z" || stat.state === "X")) continue;
+    if (recorded !== undefined && stat !== null && recorded !== stat.startTicks) continue;
     evidence.push(`gateway lock ${file}: pid ${lock["pid"]} is alive`);
   }
   return evidence;
