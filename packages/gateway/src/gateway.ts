@@ -149,6 +149,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
         const stillFailing = await lifecycle.retryFailed();
         if (stillFailing > 0) log(`${stillFailing} workspace release(s) still failing; retried on the next collection`);
         store.pruneRuns(Date.now() - RUN_RETENTION_MS);
+        store.pruneReleasedLeases(Date.now() - config.workspace.gc.retainReleasedMs);
       },
     });
     const startedAt = Date.now();

@@ -40,6 +40,7 @@ export const CONFIG_DEFAULTS = deepFreeze({
     gc: {
       onStartup: true, // sweep orphaned ephemeral workspaces when the gateway starts
       intervalMs: 5 * 60_000, // 5 min between sweeps; 0 = no periodic sweep
+      retainReleasedMs: 24 * 60 * 60_000, // 24 h: released ledger rows that left nothing behind are pruned after this
     },
   },
   runner: {

@@ -169,6 +169,9 @@ const workspaceSchema = strictObject({
     intervalMs: millis(0, "; 0 = no periodic sweep")
       .default(D.workspace.gc.intervalMs)
       .describe(doc("Milliseconds between orphan sweeps; 0 disables the periodic sweep.", D.workspace.gc.intervalMs, "ms")),
+    retainReleasedMs: millis(0)
+      .default(D.workspace.gc.retainReleasedMs)
+      .describe(doc("Milliseconds a released ledger row whose directory is gone is kept as history before a collection prunes it.", D.workspace.gc.retainReleasedMs, "ms")),
   })
     .prefault({})
     .describe("The orphan collector."),

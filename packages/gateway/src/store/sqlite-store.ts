@@ -129,6 +129,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     failRunningRuns: db.prepare("UPDATE runs SET status = 'error', error_message = ?, ended_at = ? WHERE status = 'running'"),
     // The table CHECK ties ended_at IS NOT NULL to a terminal status, so running runs never match.
     pruneRuns: db.prepare("DELETE FROM runs WHERE ended_at < ?"),
+    pruneReleasedLeases: db.prepare("DELETE FROM leases WHERE state = 'released' AND released_at < ? AND outcome IN ('removed', 'gone', 'none')"),
 
     recordLease: db.prepare(
       "INSERT INTO leases (lease_id, session_key, kind, mode, path, state, instance_id, created_at) VALUES (?, ?, ?, ?, ?, 'acquiring', ?, ?)",
@@ -323,6 +324,11 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     pruneRuns(endedBefore) {
       ensureOpen();
       return Number(stmt.pruneRuns.run(endedBefore).changes);
+    },
+
+    pruneReleasedLeases(releasedBefore) {
+      ensureOpen();
+      return Number(stmt.pruneReleasedLeases.run(releasedBefore).changes);
     },
 
     recordLease(lease) {

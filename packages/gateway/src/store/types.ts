@@ -215,6 +215,12 @@ export interface Store {
   failRunningRuns(endedAt: number, errorMessage: string): number;
   /** Deletes ended runs whose `endedAt` is before the given time (ms since epoch). Returns how many. */
   pruneRuns(endedBefore: number): number;
+  /**
+   * Deletes `released` ledger rows that ended before `releasedBefore` and left nothing behind
+   * (outcome `removed`, `gone` or `none`); rows that still describe a directory (`kept`,
+   * `trashed`, `refused`) and every other state stay. Returns how many were deleted.
+   */
+  pruneReleasedLeases(releasedBefore: number): number;
 
   /** Records a new lease in state `acquiring`, before its directory exists. Throws if the leaseId exists. */
   recordLease(lease: NewLease): void;

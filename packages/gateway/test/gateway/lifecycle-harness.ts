@@ -45,6 +45,8 @@ export interface GatewaySettings {
   runner?: GatewayConfigInput["runner"];
   /** `workspace.ephemeral.staleMs`; unset: the default (1 min). */
   staleMs?: number;
+  /** `workspace.gc.retainReleasedMs`; unset: the default (24 h). */
+  retainReleasedMs?: number;
 }
 
 /** The config every test gateway (in-process or child) is started with. */
@@ -55,7 +57,7 @@ export function gatewayConfig(settings: GatewaySettings): GatewayConfigInput {
     workspace: {
       implicit: settings.implicit ?? "ephemeral",
       ephemeral: { root: settings.root, idleTtlMs: settings.idleTtlMs, ...(settings.staleMs === undefined ? {} : { staleMs: settings.staleMs }) },
-      gc: { onStartup: settings.onStartup ?? true, intervalMs: 0 },
+      gc: { onStartup: settings.onStartup ?? true, intervalMs: 0, ...(settings.retainReleasedMs === undefined ? {} : { retainReleasedMs: settings.retainReleasedMs }) },
     },
     ...(settings.runner === undefined ? {} : { runner: settings.runner }),
   };

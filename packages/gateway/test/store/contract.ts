@@ -297,6 +297,21 @@ export function testStore(name: string, create: () => Store): void {
         expect(store.failRunningRuns(20, "again")).toBe(0);
       });
 
+      it("pruneReleasedLeases deletes only released rows before the cut-off that left nothing behind", () => {
+        const store = open();
+        const rows = [["removed", 10, "removed"], ["gone", 10, "gone"], ["none", 10, "none"], ["kept", 10, "kept"], ["trashed", 10, "trashed"], ["late", 500, "removed"]] as const;
+        for (const [leaseId, releasedAt, outcome] of rows) {
+          store.recordLease(lease(leaseId));
+          store.markLeaseReleased(leaseId, { releasedAt, reason: "idle", outcome });
+        }
+        store.recordLease(lease("live"));
+        store.recordLease(lease("failed"));
+        store.markLeaseFailed("failed", "boom", 10);
+        expect(store.pruneReleasedLeases(100)).toBe(3);
+        expect(["removed", "gone", "none"].map((id) => store.getLease(id))).toEqual([undefined, undefined, undefined]);
+        expect(["kept", "trashed", "late", "live", "failed"].map((id) => store.getLease(id)?.leaseId)).toEqual(["kept", "trashed", "late", "live", "failed"]);
+      });
+
       it("pruneRuns deletes ended runs that ended before the cut-off, never running ones", () => {
         const store = open();
         for (const [runId, endedAt] of [["old", 100], ["edge", 200], ["new", 300]] as const) {
