@@ -160,7 +160,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     const timer = setTimeout(() => run.controller.abort(new DOMException(`run timed out after ${run.timeoutMs} ms`, "TimeoutError")), run.timeoutMs);
     try {
       if (run.controller.signal.aborted) throw run.controller.signal.reason;
-      const lease = run.useWorkspace ? await lifecycle.acquire(run.sessionKey, run.agentId, run.mode) : undefined;
+      const lease = run.useWorkspace ? await lifecycle.acquire(run.sessionKey, run.agentId, run.mode, run.controller.signal) : undefined;
       if (run.controller.signal.aborted) throw run.controller.signal.reason;
       const earlier = store.listMessages(run.sessionKey, { limit: historyTurns + 1 }).messages.filter((m) => m.runId !== run.runId);
       const output = await runner.run({

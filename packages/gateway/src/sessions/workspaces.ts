@@ -2,6 +2,7 @@ import type { ReleaseReason, WorkspaceLease, WorkspaceProvider } from "@ocgw/wor
 import pLimit from "p-limit";
 import { GatewayError } from "../errors.ts";
 import type { Store, WorkspaceMode } from "../store/index.ts";
+import { type SerialQueue, createSerialQueue } from "./serial-queue.ts";
 
 export interface WorkspaceProviders {
   ephemeral: WorkspaceProvider;
@@ -32,17 +33,34 @@ export const RELEASE_CONCURRENCY = 32;
 interface Slot {
   lease: WorkspaceLease | undefined;
   mode: WorkspaceMode;
-  acquiring: Promise<WorkspaceLease> | undefined;
-  releasing: Promise<void> | undefined;
+  /** The session's acquires and releases, one at a time, in the order they were asked for. */
+  queue: SerialQueue;
   idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Bumped by every acquire and busy(): an idle release that fired earlier is then void. */
+  activity: number;
+}
+
+interface LeaseRelease {
+  sessionKey: string;
+  lease: WorkspaceLease;
+  mode: WorkspaceMode;
+  reason: ReleaseReason;
 }
 
 export interface WorkspaceLifecycle {
-  /** The session's workspace, acquiring it once (concurrent callers share one acquire). */
-  acquire(sessionKey: string, agentId: string, mode: WorkspaceMode): Promise<WorkspaceLease>;
+  /**
+   * The session's workspace, acquiring it once (concurrent callers share one lease). Queued after
+   * every release of the session asked for before it. `signal` (the run's) ends the wait: aborted
+   * before the acquire has started, it rejects at once with the signal's reason and acquires nothing.
+   */
+  acquire(sessionKey: string, agentId: string, mode: WorkspaceMode, signal?: AbortSignal): Promise<WorkspaceLease>;
   /** The lease a session holds now, if any. */
   current(sessionKey: string): WorkspaceLease | undefined;
-  /** Releases the session's workspace exactly once; later calls (and a session with none) resolve at once. */
+  /**
+   * Releases the session's workspace exactly once; later calls (and a session with none) release
+   * nothing. Queued after the session's earlier acquires (whose lease it then releases), never
+   * behind a later one.
+   */
   release(sessionKey: string, reason: ReleaseReason): Promise<void>;
   /** The session's last run ended: release after idleTtlMs (at once for 0). Resolves when an immediate release is done. */
   idle(sessionKey: string): Promise<void>;
@@ -64,27 +82,42 @@ function providerFor(providers: WorkspaceProviders, mode: WorkspaceMode): Worksp
  * Owns the one rule of this project: a session's workspace is released exactly once, whichever
  * way the session ends. Every lease is written to the ledger before its directory exists, and
  * every release goes: kill the session's processes → provider.release → ledger row released.
+ *
+ * Ordering: a session's acquires and releases go through one FIFO queue, so a release waits only
+ * for what was asked before it (an acquire in flight finishes, and its lease is what is released)
+ * and an acquire asked after a release gets a new lease. Nothing in the queue waits on a run.
  */
 export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): WorkspaceLifecycle {
   const { store, providers } = options;
   const slots = new Map<string, Slot>();
   const leases = new Map<string, WorkspaceLease>();
-  /** Releases that failed outright, kept so they are tried again (collector interval, shutdown). */
-  const failed = new Map<string, { sessionKey: string; lease: WorkspaceLease; mode: WorkspaceMode; reason: ReleaseReason }>();
+  /** Releases that failed outright, by lease id, kept so they are tried again (collector interval, shutdown). */
+  const failed = new Map<string, LeaseRelease>();
+  /** Retries in flight by lease id: the collector and a shutdown never retry one lease twice at once. */
+  const retrying = new Map<string, Promise<void>>();
   /** Idle timers of sessions born in one burst fire together: their releases share this bound. */
   const idleLimit = pLimit(RELEASE_CONCURRENCY);
 
   function slotFor(sessionKey: string, mode: WorkspaceMode): Slot {
     let slot = slots.get(sessionKey);
     if (slot === undefined) {
-      slot = { lease: undefined, mode, acquiring: undefined, releasing: undefined, idleTimer: undefined };
-      slots.set(sessionKey, slot);
+      const created: Slot = { lease: undefined, mode, queue: createSerialQueue(() => forgetIfUnused(sessionKey, created)), idleTimer: undefined, activity: 0 };
+      slots.set(sessionKey, created);
+      slot = created;
     }
     return slot;
   }
 
+  function forgetIfUnused(sessionKey: string, slot: Slot): void {
+    if (slot.lease === undefined && slot.idleTimer === undefined && slot.queue.size === 0 && slots.get(sessionKey) === slot) slots.delete(sessionKey);
+  }
+
+  function cancelIdle(slot: Slot): void {
+    if (slot.idleTimer !== undefined) clearTimeout(slot.idleTimer);
+    slot.idleTimer = undefined;
+  }
+
   async function doAcquire(sessionKey: string, agentId: string, mode: WorkspaceMode, slot: Slot): Promise<WorkspaceLease> {
-    if (slot.releasing !== undefined) await slot.releasing;
     const provider = providerFor(providers, mode);
     let recordedId: string | undefined;
     try {
@@ -112,14 +145,13 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
     }
   }
 
-  async function doRelease(sessionKey: string, lease: WorkspaceLease, mode: WorkspaceMode, reason: ReleaseReason): Promise<void> {
-    store.markLeaseReleasing(lease.leaseId);
-    // Nothing may keep writing into a tree that is being unlinked.
-    await options.killSessionProcesses(sessionKey).catch((error: unknown) => options.log?.(`kill before release of ${sessionKey} failed: ${String(error)}`));
+  /** provider.release and the ledger row; a release that fails outright is kept for a retry. */
+  async function releaseLease(entry: LeaseRelease): Promise<void> {
+    const { sessionKey, lease, mode, reason } = entry;
     const result = await providerFor(providers, mode).release(lease, reason);
     if (result.outcome === "failed") {
       if (!failed.has(lease.leaseId)) store.markLeaseFailed(lease.leaseId, result.error?.message ?? "release failed", Date.now());
-      failed.set(lease.leaseId, { sessionKey, lease, mode, reason });
+      failed.set(lease.leaseId, entry);
       options.log?.(`workspace release failed for ${sessionKey}: ${result.error?.message ?? ""}`);
       return;
     }
@@ -128,43 +160,56 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
     if (result.error !== undefined) options.log?.(`workspace of ${sessionKey}: ${result.outcome}: ${result.error.message}`);
   }
 
+  /** The first release of a lease. Runs in the session's queue: the session's processes are then those of the runs that used this lease. */
+  async function firstRelease(entry: LeaseRelease): Promise<void> {
+    store.markLeaseReleasing(entry.lease.leaseId);
+    // Nothing may keep writing into a tree that is being unlinked.
+    await options.killSessionProcesses(entry.sessionKey).catch((error: unknown) => options.log?.(`kill before release of ${entry.sessionKey} failed: ${String(error)}`));
+    await releaseLease(entry);
+  }
+
+  /** Tries a failed release again. */
+  function retry(entry: LeaseRelease): Promise<void> {
+    const leaseId = entry.lease.leaseId;
+    let pending = retrying.get(leaseId);
+    if (pending === undefined) {
+      pending = firstRelease(entry).finally(() => retrying.delete(leaseId));
+      retrying.set(leaseId, pending);
+    }
+    return pending;
+  }
+
   function release(sessionKey: string, reason: ReleaseReason): Promise<void> {
     const slot = slots.get(sessionKey);
     if (slot === undefined) return Promise.resolve();
-    if (slot.idleTimer !== undefined) clearTimeout(slot.idleTimer);
-    slot.idleTimer = undefined;
-    const run = async (): Promise<void> => {
-      // An acquire in flight finishes first, so its lease is released rather than orphaned.
-      if (slot.acquiring !== undefined) await slot.acquiring.catch(() => undefined);
+    cancelIdle(slot);
+    return slot.queue.push(async () => {
       const lease = slot.lease;
       if (lease === undefined) return;
       slot.lease = undefined;
       leases.delete(sessionKey);
-      await doRelease(sessionKey, lease, slot.mode, reason);
-    };
-    const previous = slot.releasing ?? Promise.resolve();
-    const releasing = previous.then(run).finally(() => {
-      if (slot.releasing === releasing) {
-        slot.releasing = undefined;
-        if (slot.lease === undefined && slot.acquiring === undefined) slots.delete(sessionKey);
-      }
+      await firstRelease({ sessionKey, lease, mode: slot.mode, reason });
     });
-    slot.releasing = releasing;
-    return releasing;
+  }
+
+  function idleRelease(sessionKey: string, slot: Slot): void {
+    const activity = slot.activity;
+    slot.idleTimer = setTimeout(() => {
+      slot.idleTimer = undefined;
+      // A run that started after the timer fired, while this release waited for its turn, keeps the lease.
+      void idleLimit(() => (slot.activity === activity ? release(sessionKey, "idle") : undefined));
+    }, options.idleTtlMs);
+    slot.idleTimer.unref();
   }
 
   return {
-    acquire(sessionKey, agentId, mode) {
+    acquire(sessionKey, agentId, mode, signal) {
       const slot = slotFor(sessionKey, mode);
-      if (slot.idleTimer !== undefined) clearTimeout(slot.idleTimer);
-      slot.idleTimer = undefined;
-      if (slot.lease !== undefined && slot.releasing === undefined) return Promise.resolve(slot.lease);
-      if (slot.acquiring !== undefined) return slot.acquiring;
-      const acquiring = doAcquire(sessionKey, agentId, mode, slot).finally(() => {
-        if (slot.acquiring === acquiring) slot.acquiring = undefined;
-      });
-      slot.acquiring = acquiring;
-      return acquiring;
+      cancelIdle(slot);
+      slot.activity += 1;
+      // Nothing queued: no release is pending on the lease held now.
+      if (slot.lease !== undefined && slot.queue.size === 0) return Promise.resolve(slot.lease);
+      return slot.queue.push(() => (slot.lease === undefined ? doAcquire(sessionKey, agentId, mode, slot) : Promise.resolve(slot.lease)), signal);
     },
     current(sessionKey) {
       return slots.get(sessionKey)?.lease;
@@ -174,24 +219,19 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
       const slot = slots.get(sessionKey);
       if (slot === undefined || slot.lease === undefined) return Promise.resolve();
       if (options.idleTtlMs === 0) return release(sessionKey, "run-end");
-      if (slot.idleTimer !== undefined) clearTimeout(slot.idleTimer);
-      slot.idleTimer = setTimeout(() => {
-        slot.idleTimer = undefined;
-        void idleLimit(() => release(sessionKey, "idle"));
-      }, options.idleTtlMs);
-      slot.idleTimer.unref();
+      cancelIdle(slot);
+      idleRelease(sessionKey, slot);
       return Promise.resolve();
     },
     busy(sessionKey) {
       const slot = slots.get(sessionKey);
-      if (slot?.idleTimer !== undefined) {
-        clearTimeout(slot.idleTimer);
-        slot.idleTimer = undefined;
-      }
+      if (slot === undefined) return;
+      cancelIdle(slot);
+      slot.activity += 1;
     },
     async releaseAll(reason, timeoutMs) {
       const pending = new Set<string>([...slots.keys()]);
-      const retries = [...failed.values()].map((entry) => doRelease(entry.sessionKey, entry.lease, entry.mode, entry.reason).catch(() => undefined));
+      const retries = [...failed.values()].map((entry) => retry(entry).catch(() => undefined));
       // Bounded: 10,000 removals at once cost ~440 MB of RSS for no gain in time.
       const limit = pLimit(RELEASE_CONCURRENCY);
       const all = Promise.all(
@@ -212,7 +252,7 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
       return leases;
     },
     async retryFailed() {
-      for (const entry of [...failed.values()]) await doRelease(entry.sessionKey, entry.lease, entry.mode, entry.reason);
+      for (const entry of [...failed.values()]) await retry(entry);
       return failed.size;
     },
   };

@@ -7,17 +7,22 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { slugKey } from "@ocgw/workspace";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { startGateway } from "../../src/index.ts";
 import {
+  LONG_HANG_MS,
   call,
+  chatEvents,
   chatSend,
   chatTurn,
   connectAdmin,
+  gatewayConfig,
   leaseEntries,
   ledger,
   makeDirs,
   readLedger,
   startTestGateway,
+  TERMINAL_STATES,
   waitForTerminals,
   waitUntil,
 } from "./lifecycle-harness.ts";
@@ -355,5 +360,40 @@ describe("concurrency on one key", () => {
     expect(rows[0]).toMatchObject({ sessionKey: "agent:main:crowd", state: "live" });
     expect(await leaseEntries(dirs.root)).toEqual([path.basename(rows[0]?.path as string)]);
     expect(sessions[0]?.workspaceDir).toBe(rows[0]?.path);
+  });
+});
+
+describe("release and acquire of one session", () => {
+  it("regression: pipelined sessions.delete, sessions.delete, chat.send on one key deadlocked release against acquire", async () => {
+    const dirs = await makeDirs();
+    // A shutdown bound far above the hang bound: a close() that waits for a stuck run fails the test.
+    const gateway = await startGateway(gatewayConfig({ ...dirs, idleTtlMs: 60_000 }), { shutdownTimeoutMs: 10 * LONG_HANG_MS });
+    onTestFinished(() => gateway.close());
+    const client = await connectAdmin(gateway.url);
+    expect((await chatTurn(client, "knot", "first")).state).toBe("final");
+    const [first] = ledger(gateway.store, "agent:main:knot");
+    expect(first?.state).toBe("live");
+
+    // Three frames in one burst, none awaited: the second delete's release is queued behind the
+    // first, and the run's acquire behind both.
+    const frames = [
+      { type: "req", id: "knot-delete-1", method: "sessions.delete", params: { key: "knot" } },
+      { type: "req", id: "knot-delete-2", method: "sessions.delete", params: { key: "knot" } },
+      { type: "req", id: "knot-send", method: "chat.send", params: { sessionKey: "knot", message: "after the deletes", idempotencyKey: "knot-run" } },
+    ];
+    for (const frame of frames) client.sendJson(frame);
+    const answers = await Promise.all(frames.map((frame) => client.next((res) => res.type === "res" && res.id === frame.id, LONG_HANG_MS)));
+    expect(answers.map((res) => res.ok)).toEqual([true, true, true]);
+    expect(answers[2]?.payload).toMatchObject({ runId: "knot-run", status: "started" });
+
+    const waited = await call<{ status: string }>(client, "agent.wait", { runId: "knot-run", timeoutMs: LONG_HANG_MS });
+    expect(waited.status).toBe("ok");
+    expect((await chatTurn(client, "knot", "later")).state).toBe("final");
+    expect(chatEvents(client, "knot-run").filter((event) => TERMINAL_STATES.has(event.state))).toHaveLength(1);
+    expect(gateway.store.getLease(first?.leaseId as string)).toMatchObject({ state: "released", releaseReason: "delete", outcome: "removed" });
+
+    await withTimeout(gateway.close(), "close()", LONG_HANG_MS);
+    expect(await leaseEntries(dirs.root)).toEqual([]);
+    expect(readLedger(dirs.stateDir).filter((row) => row.state !== "released")).toEqual([]);
   });
 });
