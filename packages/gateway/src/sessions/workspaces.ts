@@ -20,7 +20,10 @@ export interface WorkspaceLifecycleOptions {
   instanceId: string;
   /** `workspace.ephemeral.idleTtlMs`: release this long after a session's last run ended; 0 = at once. */
   idleTtlMs: number;
-  /** Kills every process a session spawned; awaited before its workspace is removed. */
+  /**
+   * Kills every process a session spawned; awaited before a lease's first release (when the
+   * session's processes are those of the runs that used the lease). Never called by a retry.
+   */
   killSessionProcesses(sessionKey: string): Promise<void>;
   /** Seed directory for an agent's ephemeral workspaces (its persistent workspace), if any. */
   seedFor?(agentId: string): string | undefined;
@@ -70,7 +73,10 @@ export interface WorkspaceLifecycle {
   releaseAll(reason: ReleaseReason, timeoutMs: number): Promise<number>;
   /** Live leases by session key. */
   live(): ReadonlyMap<string, WorkspaceLease>;
-  /** Retries releases that failed outright (nothing could be moved or deleted); returns how many still fail. */
+  /**
+   * Retries releases that failed outright (nothing could be moved or deleted), by lease: it kills
+   * no process, so the session's current run is never touched. Returns how many still fail.
+   */
   retryFailed(): Promise<number>;
 }
 
@@ -168,12 +174,16 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
     await releaseLease(entry);
   }
 
-  /** Tries a failed release again. */
+  /**
+   * Tries a failed release again, by its lease alone. It kills nothing: the first attempt killed
+   * (and awaited) every process of the runs that used the lease, and the session's processes now
+   * belong to its later runs.
+   */
   function retry(entry: LeaseRelease): Promise<void> {
     const leaseId = entry.lease.leaseId;
     let pending = retrying.get(leaseId);
     if (pending === undefined) {
-      pending = firstRelease(entry).finally(() => retrying.delete(leaseId));
+      pending = releaseLease(entry).finally(() => retrying.delete(leaseId));
       retrying.set(leaseId, pending);
     }
     return pending;

@@ -1,7 +1,9 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import * as path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { call, chatTurn, connectAdmin, ledger, leaseEntries, makeDirs, startTestGateway } from "./lifecycle-harness.ts";
+import { call, chatEvents, chatSend, chatTurn, connectAdmin, ledger, leaseEntries, makeDirs, startTestGateway, waitForTerminals, waitUntil } from "./lifecycle-harness.ts";
 
 /** `chattr +i` makes the root refuse renames even for root: a release that fails outright, on a real disk. */
 function immutable(dir: string, on: boolean): boolean {
@@ -51,5 +53,52 @@ describe.skipIf(probe !== null)("a release that fails outright is retried, not f
     expect(after?.outcome).toBe("removed");
     expect(await leaseEntries(dirs.root)).toEqual([]);
     expect(existsSync(row?.path as string)).toBe(false);
+  });
+});
+
+/**
+ * Replies "started", then, for the message "hold", waits until the file $GO exists before it
+ * replies "done": a run that stays busy exactly as long as the test wants, with no timer.
+ */
+const HOLD_UNTIL_GO = 'read msg; echo started; if [ "$msg" = hold ]; then while [ ! -e "$GO" ]; do sleep 0.05; done; fi; echo "done $msg"';
+
+describe.skipIf(probe !== null)("the retry of a failed release", () => {
+  it("regression: a retried release killed the session's current, healthy run (kill by session key)", async () => {
+    const dirs = await makeDirs();
+    const go = path.join(dirs.base, "go");
+    const gateway = await startTestGateway({
+      stateDir: dirs.stateDir,
+      root: dirs.root,
+      idleTtlMs: 60_000,
+      runner: { kind: "command", command: { argv: ["sh", "-c", HOLD_UNTIL_GO], env: { GO: go } } },
+    });
+    await gateway.startupCollection;
+    const client = await connectAdmin(gateway.url);
+    expect((await chatTurn(client, "reborn", "hello")).state).toBe("final");
+    const [failedRow] = ledger(gateway.store, "agent:main:reborn");
+
+    // The first lease's release fails outright, then the root is writable again.
+    expect(immutable(dirs.root, true)).toBe(true);
+    onTestFinished(() => void immutable(dirs.root, false));
+    await call(client, "sessions.delete", { key: "reborn" });
+    expect(gateway.store.getLease(failedRow?.leaseId as string)?.state).toBe("failed");
+    expect(immutable(dirs.root, false)).toBe(true);
+
+    // A new, healthy run on the same key, busy in its own new workspace while the retry runs.
+    const ack = await chatSend(client, "reborn", "hold");
+    await waitUntil(() => chatEvents(client, ack.runId).some((event) => event.state === "delta"), "the held run to start");
+    const current = ledger(gateway.store, "agent:main:reborn")[1];
+    expect(current?.state).toBe("live");
+
+    await call(client, "workspaces.gc", {});
+    expect(gateway.store.getLease(failedRow?.leaseId as string)).toMatchObject({ state: "released", outcome: "removed" });
+    expect(existsSync(failedRow?.path as string)).toBe(false);
+
+    await writeFile(go, "");
+    const terminal = (await waitForTerminals(client, [ack.runId])).get(ack.runId);
+    expect(terminal?.errorMessage).toBeUndefined();
+    expect(terminal?.state).toBe("final");
+    expect(gateway.store.getLease(current?.leaseId as string)?.state).toBe("live");
+    expect(existsSync(current?.path as string)).toBe(true);
   });
 });
