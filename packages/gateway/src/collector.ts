@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import * as path from "node:path";
-import { type InstanceHandle, type SweepProgress, type SweepResult, createLivenessProbe, readMarker, nodeFsPort, safeRemove, sweep } from "@ocgw/workspace";
+import { type InstanceHandle, type LedgerClaim, type SweepProgress, type SweepResult, createLivenessProbe, readMarker, nodeFsPort, safeRemove, sweep } from "@ocgw/workspace";
 import type { Store } from "./store/index.ts";
 
 export interface CollectorOptions {
@@ -39,9 +39,12 @@ const OPEN_STATES = ["acquiring", "live", "releasing", "failed"] as const;
 
 /**
  * The gateway's collector: the workspace sweep (marker + liveness proof) plus what only the
- * ledger can prove. A lease row recorded by a dead instance whose directory never got its marker
- * (a crash between mkdir and marker write) names a path the ledger wrote before the directory
- * existed: that row is the proof, so the directory is removed safely too.
+ * ledger can prove. The ledger is proof too: a live lease row records its directory's path,
+ * device and inode, so a directory whose marker is gone (an agent's `git clean -fdx`) is handed
+ * to the sweep as ours by that row, and reclaimed once its instance is dead. A lease row recorded
+ * by a dead instance whose directory never got its marker (a crash between mkdir and marker
+ * write) names a path the ledger wrote before the directory existed: that row is the proof, so
+ * the directory is removed safely too.
  *
  * Runs inside a gateway (`instance` set: its own leases are alive) or offline from
  * `ocgw workspaces gc` (no instance, optionally no store).
@@ -53,7 +56,18 @@ export function createCollector(options: CollectorOptions): Collector {
   let timer: ReturnType<typeof setInterval> | undefined;
   let running: Promise<CollectorReport> | undefined;
 
-  async function reconcile(): Promise<number> {
+  /** Open ephemeral leases whose directory identity the ledger holds, by path: the sweep's second proof. */
+  function ledgerClaims(): Map<string, LedgerClaim> | undefined {
+    if (store === undefined) return undefined;
+    const claims = new Map<string, LedgerClaim>();
+    for (const row of store.listLeases({ states: [...OPEN_STATES] })) {
+      if (row.kind !== "ephemeral" || row.path === null || row.instanceId === null || row.dev === null || row.ino === null) continue;
+      claims.set(path.resolve(row.path), { leaseId: row.leaseId, instanceId: row.instanceId, key: row.sessionKey, createdAt: row.createdAt, dev: row.dev, ino: row.ino });
+    }
+    return claims;
+  }
+
+  async function reconcile(removedBySweep: ReadonlySet<string>): Promise<number> {
     if (store === undefined) return 0;
     const alive = new Map<string, Promise<boolean>>();
     const isAlive = (id: string): Promise<boolean> => {
@@ -65,12 +79,14 @@ export function createCollector(options: CollectorOptions): Collector {
     let closed = 0;
     for (const row of store.listLeases({ states: [...OPEN_STATES] })) {
       if (row.instanceId === null || (await isAlive(row.instanceId))) continue;
-      let outcome = row.kind === "ephemeral" ? "gone" : "kept";
+      let outcome = row.kind !== "ephemeral" ? "kept" : row.path !== null && removedBySweep.has(path.resolve(row.path)) ? "removed" : "gone";
       if (row.kind === "ephemeral" && row.path !== null && existsSync(row.path)) {
         const marker = await readMarker(nodeFsPort, row.path);
-        // The sweep owns marked directories; an unmarked one is ours only by this row (an acquire cut short).
+        // The sweep owns marked directories and those the row's identity proves; an unmarked one is
+        // ours only by this row (an acquire cut short), and must still be the directory the row recorded.
         if (marker.ok || (row.state !== "acquiring" && row.state !== "failed")) continue;
-        const removed = await safeRemove({ fs: nodeFsPort, root, target: row.path, trashTag: instance?.id ?? "collector-offline" });
+        const identity = row.dev !== null && row.ino !== null ? { dev: row.dev, ino: row.ino } : undefined;
+        const removed = await safeRemove({ fs: nodeFsPort, root, target: row.path, identity, trashTag: instance?.id ?? "collector-offline" });
         if (removed.outcome !== "removed" && removed.outcome !== "gone") continue;
         outcome = removed.outcome;
       }
@@ -81,8 +97,9 @@ export function createCollector(options: CollectorOptions): Collector {
 
   async function collect(dryRun: boolean, onProgress?: (progress: SweepProgress) => void): Promise<CollectorReport> {
     if (!dryRun) await options.housekeeping?.().catch((error: unknown) => options.log?.(`housekeeping: ${error instanceof Error ? error.message : String(error)}`));
-    const result = await sweep({ root, instance, dryRun, staleMs: options.staleMs, onProgress });
-    const ledgerReconciled = dryRun ? 0 : await reconcile();
+    const result = await sweep({ root, instance, dryRun, staleMs: options.staleMs, onProgress, claims: ledgerClaims() });
+    const removed = new Set(result.entries.filter((entry) => entry.outcome === "removed").map((entry) => entry.path));
+    const ledgerReconciled = dryRun ? 0 : await reconcile(removed);
     if (!dryRun && (result.reclaimed > 0 || ledgerReconciled > 0 || result.failed > 0)) {
       options.log?.(`collector: reclaimed ${result.reclaimed}, kept ${result.kept}, reported ${result.reported}, failed ${result.failed}, ledger rows closed ${ledgerReconciled}`);
     }

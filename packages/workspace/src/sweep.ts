@@ -31,7 +31,25 @@ export interface SweepOptions extends LivenessOptions {
   concurrency?: number | undefined;
   /** Called after each entry is decided (phase `scan`) and after each removal (phase `reclaim`). */
   onProgress?: ((progress: SweepProgress) => void) | undefined;
+  /**
+   * The ledger's open leases, by directory path (the gateway's store). A directory without a
+   * valid marker is still provably ours when a claim names its path and its device and inode
+   * both match: it is then kept while the claim's instance is alive and reclaimed once that
+   * instance is proven dead. Without a matching claim it is only reported.
+   */
+  claims?: ReadonlyMap<string, LedgerClaim> | undefined;
   fs?: FsPort | undefined;
+}
+
+/** What a ledger recorded of one lease: proof of ownership that does not depend on the marker. */
+export interface LedgerClaim {
+  readonly leaseId: string;
+  readonly instanceId: string;
+  readonly key: string;
+  readonly createdAt: number;
+  /** The directory's device and inode numbers recorded when the lease went live, as decimal strings. */
+  readonly dev: string;
+  readonly ino: string;
 }
 
 export type SweepEntryKind = "lease" | "trash" | "unknown";
@@ -49,6 +67,8 @@ export interface SweepEntry {
   readonly leaseId?: string | undefined;
   readonly key?: string | undefined;
   readonly createdAt?: number | undefined;
+  /** For lease entries: what proved the directory ours, its marker or (marker missing or invalid) a ledger claim. */
+  readonly proof?: "marker" | "ledger" | undefined;
   /** For reclaim entries of a real run: what removal did. `planned` in a dry run. */
   outcome?: "planned" | "removed" | "gone" | "refused" | "failed" | "trashed" | undefined;
   error?: WorkspaceError | undefined;
@@ -81,7 +101,8 @@ const LIVE_NAMES = new Set([INSTANCES_DIR, `${COLLECTOR_LOCK}.lock`]);
 /**
  * The collector. Walks an ephemeral root and reclaims a directory only when it can prove it is
  * ours and dead: a valid marker naming this directory (same name, device and inode) whose owner
- * instance is proven dead, or a `.trash-*` entry whose owner is dead (or is us and idle).
+ * instance is proven dead; failing the marker, a ledger claim (`claims`) naming its path, device
+ * and inode whose instance is proven dead; or a `.trash-*` entry whose owner is dead (or is us and idle).
  * Everything else is kept or reported, never deleted. One collector per root at a time
  * (WS_GC_BUSY otherwise); bounded concurrency; a dry run returns the exact plan.
  */
@@ -112,7 +133,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
     const entries = await Promise.all(
       names.map((name) =>
         limit(async () => {
-          const entry = await classify(fs, root, name, alive, options.instance);
+          const entry = await classify(fs, root, name, alive, options);
           options.onProgress?.({ phase: "scan", done: ++scanned, total: names.length, entry });
           return entry;
         }),
@@ -124,7 +145,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
       toReclaim.map((entry) =>
         limit(async () => {
           if (dryRun) entry.outcome = "planned";
-          else await reclaim(fs, root, entry, options.instance?.id ?? `collector-${randomSuffix(8)}`);
+          else await reclaim(fs, root, entry, options.instance?.id ?? `collector-${randomSuffix(8)}`, options.claims);
           options.onProgress?.({ phase: "reclaim", done: ++removed, total: toReclaim.length, entry });
         }),
       ),
@@ -253,13 +274,8 @@ function memoizeLiveness(probe: LivenessProbe, self: InstanceHandle | undefined)
 
 const TRASH_NAME = /^\.trash-([a-z0-9-]{8,64})-[a-z0-9]{10}$/;
 
-async function classify(
-  fs: FsPort,
-  root: string,
-  name: string,
-  alive: (id: string) => Promise<boolean>,
-  self: InstanceHandle | undefined,
-): Promise<SweepEntry> {
+async function classify(fs: FsPort, root: string, name: string, alive: (id: string) => Promise<boolean>, options: SweepOptions): Promise<SweepEntry> {
+  const self = options.instance;
   const entryPath = path.join(root, name);
   const base = { name, path: entryPath };
   let st;
@@ -284,11 +300,14 @@ async function classify(
       : { ...base, kind: "trash", action: "reclaim", reason: "trash of a dead instance", instanceId: owner };
   }
 
+  const identity = { dev: st.dev.toString(), ino: st.ino.toString() };
   const read = await readMarker(fs, entryPath);
-  if (!read.ok) return { ...base, kind: "unknown", action: "report", reason: read.reason };
+  if (!read.ok) return classifyByLedger(base, identity, options.claims?.get(entryPath), alive, read.reason);
   const marker = read.marker;
-  const details = { instanceId: marker.instanceId, leaseId: marker.leaseId, key: marker.key, createdAt: marker.createdAt };
-  if (marker.name !== name || marker.dev !== st.dev.toString() || marker.ino !== st.ino.toString()) {
+  const details = { instanceId: marker.instanceId, leaseId: marker.leaseId, key: marker.key, createdAt: marker.createdAt, proof: "marker" as const };
+  if (marker.name !== name || marker.dev !== identity.dev || marker.ino !== identity.ino) {
+    const claim = options.claims?.get(entryPath);
+    if (claim !== undefined) return classifyByLedger(base, identity, claim, alive, "marker belongs to another directory (copied or moved)");
     return { ...base, ...details, kind: "unknown", action: "report", reason: "marker belongs to another directory (copied or moved)" };
   }
   return (await alive(marker.instanceId))
@@ -296,7 +315,28 @@ async function classify(
     : { ...base, ...details, kind: "lease", action: "reclaim", reason: "owner instance is dead" };
 }
 
-async function reclaim(fs: FsPort, root: string, entry: SweepEntry, trashTag: string): Promise<void> {
+/**
+ * A directory its marker does not prove ours (`why`): a lease only when a ledger claim names its
+ * path (the caller looked it up by path) and the same device and inode; otherwise reported.
+ */
+async function classifyByLedger(
+  base: { name: string; path: string },
+  identity: { dev: string; ino: string },
+  claim: LedgerClaim | undefined,
+  alive: (id: string) => Promise<boolean>,
+  why: string,
+): Promise<SweepEntry> {
+  if (claim === undefined) return { ...base, kind: "unknown", action: "report", reason: why };
+  if (claim.dev !== identity.dev || claim.ino !== identity.ino) {
+    return { ...base, kind: "unknown", action: "report", reason: `${why}; the ledger's lease at this path was another directory (device/inode differ)` };
+  }
+  const details = { instanceId: claim.instanceId, leaseId: claim.leaseId, key: claim.key, createdAt: claim.createdAt, proof: "ledger" as const };
+  return (await alive(claim.instanceId))
+    ? { ...base, ...details, kind: "lease", action: "keep", reason: `owner instance is alive (${why}; the ledger proves it ours)` }
+    : { ...base, ...details, kind: "lease", action: "reclaim", reason: `owner instance is dead (${why}; the ledger proves it ours: path, device and inode)` };
+}
+
+async function reclaim(fs: FsPort, root: string, entry: SweepEntry, trashTag: string, claims: ReadonlyMap<string, LedgerClaim> | undefined): Promise<void> {
   if (entry.kind === "trash") {
     try {
       await removeTree(fs, root, entry.path, trashTag);
@@ -305,6 +345,11 @@ async function reclaim(fs: FsPort, root: string, entry: SweepEntry, trashTag: st
       entry.outcome = "failed";
       entry.error = new WorkspaceError("WS_REMOVE_FAILED", `Cannot delete the trash entry "${entry.path}" (${errnoCode(error) ?? describeError(error)})`, { cause: error, path: entry.path });
     }
+    return;
+  }
+  const claim = claims?.get(entry.path);
+  if (entry.proof === "ledger" && claim !== undefined) {
+    await removeAs(fs, root, entry, { dev: claim.dev, ino: claim.ino }, trashTag);
     return;
   }
   // Re-read right before removal: the identity in the marker is what safeRemove must find.
@@ -318,7 +363,12 @@ async function reclaim(fs: FsPort, root: string, entry: SweepEntry, trashTag: st
     entry.outcome = read.reason === "no marker" && !present ? "gone" : "refused";
     return;
   }
-  const result = await safeRemove({ fs, root, target: entry.path, identity: { dev: read.marker.dev, ino: read.marker.ino }, trashTag });
+  await removeAs(fs, root, entry, { dev: read.marker.dev, ino: read.marker.ino }, trashTag);
+}
+
+/** safeRemove of a lease entry that must still be the directory `identity` names. */
+async function removeAs(fs: FsPort, root: string, entry: SweepEntry, identity: { dev: string; ino: string }, trashTag: string): Promise<void> {
+  const result = await safeRemove({ fs, root, target: entry.path, identity, trashTag });
   entry.outcome = result.outcome;
   if ("error" in result) entry.error = result.error;
 }

@@ -11,7 +11,7 @@ import { type FsPort, nodeFsPort } from "../src/fs-port.ts";
 import { createLivenessProbe, registerInstance } from "../src/instance.ts";
 import { MARKER_NAME, buildMarker } from "../src/marker.ts";
 import { type EphemeralProvider, type EphemeralProviderOptions, createEphemeralProvider } from "../src/providers/ephemeral.ts";
-import { type SweepEntry, type SweepProgress, sweep } from "../src/sweep.ts";
+import { type LedgerClaim, type SweepEntry, type SweepProgress, sweep } from "../src/sweep.ts";
 import type { WorkspaceLease } from "../src/types.ts";
 import { listTree, procStatField, tempDir } from "./helpers.ts";
 
@@ -187,6 +187,69 @@ describe("sweep: what is not provably ours is reported, never deleted", () => {
     expect(listTree(canary)).toEqual(["secret.txt"]);
     // The copied and the moved lease still name their (dead) owner in the report.
     expect(result.entries.filter((entry) => entry.action === "report" && entry.instanceId === dead.id).map((entry) => entry.path).sort()).toEqual([copiedAt, movedTo].sort());
+  });
+});
+
+/** The claim a ledger holds for `lease` (its identity as created), owned by `instanceId`. */
+function claimOf(lease: WorkspaceLease, instanceId: string): [string, LedgerClaim] {
+  const identity = lease.identity as { dev: string; ino: string };
+  return [lease.path as string, { leaseId: lease.leaseId, instanceId, key: "k", createdAt: 0, dev: identity.dev, ino: identity.ino }];
+}
+
+describe("sweep: the ledger as proof", () => {
+  it("an unmarked lease is reclaimed when a claim matches its path, device and inode and its owner is dead; kept while alive; reported on a mismatch or without a claim", async () => {
+    const { base, root } = await newRoot();
+    const dead = await orphans(root, 4);
+    const [wiped, copiedMarker, swapped, unclaimed] = dead.leases as [WorkspaceLease, WorkspaceLease, WorkspaceLease, WorkspaceLease];
+    const live = await open(root);
+    const [liveWiped] = await acquireMany(live, 1, "live");
+    const sweeper = await open(root);
+
+    for (const lease of [wiped, swapped, unclaimed, liveWiped as WorkspaceLease]) await rm(path.join(lease.path as string, MARKER_NAME));
+    // A marker copied in from another lease directory: invalid here, but the ledger still knows this directory.
+    await rm(path.join(copiedMarker.path as string, MARKER_NAME));
+    await mkdir(path.join(base, "elsewhere"));
+    await writeFile(path.join(copiedMarker.path as string, MARKER_NAME), await forgedMarker(path.join(base, "elsewhere"), dead.id));
+    // Same path, another directory.
+    await mkdir(path.join(base, "stand-in"));
+    await rm(swapped.path as string, { recursive: true });
+    await rename(path.join(base, "stand-in"), swapped.path as string);
+    const claims = new Map([claimOf(wiped, dead.id), claimOf(copiedMarker, dead.id), claimOf(swapped, dead.id), claimOf(liveWiped as WorkspaceLease, live.instance.id)]);
+
+    const result = await sweep({ root, instance: sweeper.instance, claims });
+    const entries = byPath(result.entries);
+    for (const lease of [wiped, copiedMarker]) {
+      expect(entries.get(lease.path as string)).toMatchObject({ kind: "lease", action: "reclaim", proof: "ledger", outcome: "removed", leaseId: lease.leaseId, instanceId: dead.id });
+      expect(existsSync(lease.path as string)).toBe(false);
+    }
+    expect(entries.get(liveWiped?.path as string)).toMatchObject({ kind: "lease", action: "keep", proof: "ledger" });
+    expect(entries.get(swapped.path as string)).toMatchObject({ kind: "unknown", action: "report" });
+    expect(entries.get(swapped.path as string)?.reason).toContain("device/inode differ");
+    expect(entries.get(unclaimed.path as string)).toMatchObject({ kind: "unknown", action: "report", reason: "no marker" });
+    for (const lease of [swapped, unclaimed, liveWiped as WorkspaceLease]) expect(existsSync(lease.path as string)).toBe(true);
+    expect(result).toMatchObject({ reclaimed: 2, kept: 1, reported: 2, failed: 0 });
+  });
+
+  it("a claimed directory swapped for another after the scan is refused, not removed", async () => {
+    const { base, root } = await newRoot();
+    const dead = await orphans(root, 1);
+    const [lease] = dead.leases as [WorkspaceLease];
+    const sweeper = await open(root);
+    await rm(path.join(lease.path as string, MARKER_NAME));
+    await mkdir(path.join(base, "stand-in"));
+    const result = await sweep({
+      root,
+      instance: sweeper.instance,
+      claims: new Map([claimOf(lease, dead.id)]),
+      onProgress: (p) => {
+        if (p.phase !== "scan") return;
+        rmSync(lease.path as string, { recursive: true });
+        renameSync(path.join(base, "stand-in"), lease.path as string);
+      },
+    });
+    expect(result.entries[0]).toMatchObject({ action: "reclaim", proof: "ledger", outcome: "refused" });
+    expect(existsSync(lease.path as string)).toBe(true);
+    expect(result).toMatchObject({ reclaimed: 0, failed: 1 });
   });
 });
 

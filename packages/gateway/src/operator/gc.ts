@@ -14,9 +14,10 @@ export interface CollectOptions extends OfflineOptions {
 
 /**
  * The collector without a running gateway (`ocgw workspaces gc`): sweeps the configured
- * ephemeral root — reclaiming only directories whose marker names them and whose owner instance
- * is proven dead, and `.trash-*` leftovers of dead instances — then closes the ledger rows of dead
- * instances in `<stateDir>/ocgw.sqlite` (when the state dir has one). Safe next to a running
+ * ephemeral root — reclaiming only directories whose marker names them, or (marker gone) whose
+ * path, device and inode a lease row in `<stateDir>/ocgw.sqlite` recorded, and whose owner
+ * instance is proven dead, and `.trash-*` leftovers of dead instances — then closes the ledger
+ * rows of dead instances (when the state dir has a ledger). Safe next to a running
  * gateway: its leases are alive, and one collector runs per root at a time.
  *
  * @throws GatewayError CONFIG_* when the configuration does not load; WorkspaceError

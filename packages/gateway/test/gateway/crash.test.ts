@@ -3,8 +3,10 @@
  * SIGTERM shuts down gracefully, and a live gateway sharing the root is never touched. Real child
  * processes started from `test/fixtures/gateway-child.ts`.
  */
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { mkdir, rename, rm } from "node:fs/promises";
 import * as path from "node:path";
+import { MARKER_NAME, leaseDirName } from "@ocgw/workspace";
 import { describe, expect, it } from "vitest";
 import { withTimeout } from "../protocol/helpers.ts";
 import { type ChildGateway, chatSend, connectAdmin, gatewayConfig, leaseEntries, ledger, makeDirs, readLedger, spawnGatewayChild, startTestGateway, waitForTerminals } from "./lifecycle-harness.ts";
@@ -96,5 +98,47 @@ describe("crash recovery", () => {
     expect(await leaseEntries(dirs.root)).toEqual([]);
     // A's ledger is its own: B neither has nor needs its rows; A's next start closes them.
     expect(ledger(gatewayB.store)).toEqual([]);
+  });
+
+  it("regression: a workspace whose marker was deleted is reclaimed on the ledger's proof (path and dev/ino), not reported forever", async () => {
+    const dirs = await makeDirs();
+    const child = await spawnGatewayChild(gatewayConfig({ ...dirs, idleTtlMs: 600_000 }));
+    await openSessions(child, dirs.root, 2, "unmarked");
+    const rows = readLedger(dirs.stateDir);
+    const wiped = rows.find((row) => row.sessionKey === "agent:main:unmarked-0");
+    const swapped = rows.find((row) => row.sessionKey === "agent:main:unmarked-1");
+    const wipedDir = wiped?.path as string;
+    const swappedDir = swapped?.path as string;
+
+    // The agent's `git clean -fdx` removes the marker; the directory is the very one the ledger recorded.
+    await rm(path.join(wipedDir, MARKER_NAME));
+    // Same path as a ledger row, but another directory (another inode): not provably ours.
+    const stand = path.join(dirs.base, "stand-in");
+    await mkdir(stand);
+    await rm(swappedDir, { recursive: true });
+    await rename(stand, swappedDir);
+    expect(statSync(swappedDir).ino.toString()).not.toBe(swapped?.ino);
+    // A lookalike name with no ledger row at all.
+    const lookalike = path.join(dirs.root, leaseDirName("agent:main:unmarked-0"));
+    await mkdir(lookalike, { mode: 0o700 });
+    await sigkill(child);
+
+    const gateway = await startTestGateway({ ...dirs, idleTtlMs: 600_000, onStartup: true });
+    const report = await withTimeout(gateway.startupCollection, "the start-up collection", 20_000);
+
+    expect(existsSync(wipedDir)).toBe(false);
+    expect(gateway.store.getLease(wiped?.leaseId as string)).toMatchObject({ state: "released", releaseReason: "collector", outcome: "removed" });
+    expect(report?.sweep.entries.find((entry) => entry.path === wipedDir)).toMatchObject({ action: "reclaim", outcome: "removed" });
+
+    expect(existsSync(lookalike)).toBe(true);
+    expect(existsSync(swappedDir)).toBe(true);
+    const reported = (report?.sweep.entries ?? []).filter((entry) => entry.action === "report").map((entry) => entry.path);
+    expect(reported.sort()).toEqual([lookalike, swappedDir].sort());
+    expect(gateway.store.getLease(swapped?.leaseId as string)?.state).toBe("live");
+
+    // A second collection changes nothing: what the ledger cannot prove stays reported.
+    const again = await gateway.collect();
+    expect(again.sweep).toMatchObject({ reclaimed: 0, reported: 2, failed: 0 });
+    expect(existsSync(lookalike) && existsSync(swappedDir)).toBe(true);
   });
 });
