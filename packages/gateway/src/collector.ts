@@ -33,6 +33,12 @@ export interface Collector {
   /** Runs every `intervalMs` (0 = never) until stop(); overlapping runs are skipped. */
   start(intervalMs: number): void;
   stop(): void;
+  /**
+   * Stops the timer, refuses new runs, and resolves once every collection in flight (periodic,
+   * `workspaces.gc`, start-up) has settled, so what it uses (the store, the root) can be closed
+   * after it. Idempotent.
+   */
+  close(): Promise<void>;
 }
 
 const OPEN_STATES = ["acquiring", "live", "releasing", "failed"] as const;
@@ -55,6 +61,21 @@ export function createCollector(options: CollectorOptions): Collector {
   const probe = createLivenessProbe({ root, staleMs: options.staleMs });
   let timer: ReturnType<typeof setInterval> | undefined;
   let running: Promise<CollectorReport> | undefined;
+  let isClosed = false;
+  const inFlight = new Set<Promise<unknown>>();
+
+  /** Every collection goes through here, so close() can wait for it. */
+  function track(dryRun: boolean, onProgress?: (progress: SweepProgress) => void): Promise<CollectorReport> {
+    if (isClosed) return Promise.reject(new Error("the collector is closed: the gateway is shutting down"));
+    const pending = collect(dryRun, onProgress);
+    const settled = pending.then(
+      () => undefined,
+      () => undefined,
+    );
+    inFlight.add(settled);
+    void settled.then(() => inFlight.delete(settled));
+    return pending;
+  }
 
   /** Open ephemeral leases whose directory identity the ledger holds, by path: the sweep's second proof. */
   function ledgerClaims(): Map<string, LedgerClaim> | undefined {
@@ -108,13 +129,13 @@ export function createCollector(options: CollectorOptions): Collector {
 
   return {
     run(runOptions = {}) {
-      return collect(runOptions.dryRun ?? false, runOptions.onProgress);
+      return track(runOptions.dryRun ?? false, runOptions.onProgress);
     },
     start(intervalMs) {
       if (intervalMs <= 0 || timer !== undefined) return;
       timer = setInterval(() => {
         if (running !== undefined) return;
-        running = collect(false)
+        running = track(false)
           .catch((error: unknown) => {
             options.log?.(`collector: ${error instanceof Error ? error.message : String(error)}`);
             return undefined as unknown as CollectorReport;
@@ -126,6 +147,11 @@ export function createCollector(options: CollectorOptions): Collector {
     stop() {
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
+    },
+    async close() {
+      isClosed = true;
+      this.stop();
+      while (inFlight.size > 0) await Promise.all([...inFlight]);
     },
   };
 }

@@ -296,6 +296,8 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
           const left = await lifecycle.releaseAll("shutdown", Math.max(1000, shutdownTimeoutMs - (Date.now() - started)));
           if (left > 0) log(`${left} workspace(s) not released before the shutdown deadline; the next start's collector reclaims them`);
           await startupCollection;
+          // A collection still running (periodic, workspaces.gc) uses the store: let it finish first.
+          await collector.close();
           await undo();
         })();
         return closing;
