@@ -26,6 +26,7 @@ export const gatewayErrorCatalog = {
   IDEMPOTENCY_CONFLICT: { wire: "INVALID_REQUEST", meaning: "An idempotencyKey was reused for a different message.", fix: "Use a fresh idempotencyKey for each new message." },
   RUN_NOT_FOUND: { wire: "INVALID_REQUEST", meaning: "No run is known under this runId.", fix: "Pass the runId (idempotencyKey) of a run started on this gateway in the last 24 hours." },
   WORKSPACE_UNAVAILABLE: { wire: "UNAVAILABLE", meaning: "A workspace could not be provided for the session (see the cause).", fix: "Check the ephemeral root and free space (ocgw doctor), or send workspace: false." },
+  RUN_QUEUE_FULL: { wire: "UNAVAILABLE", meaning: "The session already has session.maxQueuedRuns runs waiting behind the one running; the message was not accepted.", fix: "Wait for the session's runs to end (agent.wait) or abort them (chat.abort), then send again; or raise session.maxQueuedRuns." },
   GATEWAY_CLOSING: { wire: "UNAVAILABLE", meaning: "The gateway is shutting down and takes no new work.", fix: "Reconnect once it is back." },
   INSECURE_BIND: { wire: "INVALID_REQUEST", meaning: "A non-loopback bind was requested without an auth token.", fix: "Set gateway.auth.token (or OCGW_GATEWAY_TOKEN), or bind loopback." },
   GATEWAY_UNREACHABLE: { wire: "UNAVAILABLE", meaning: "The client could not reach the gateway (connection refused, timed out, or closed while a request was pending).", fix: "Start the gateway (ocgw gateway run) or pass its address with --url (default ws://127.0.0.1:18789)." },

@@ -136,6 +136,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
       lifecycle,
       runner,
       defaultTimeoutMs: config.runner.timeoutMs,
+      maxQueuedRuns: config.session.maxQueuedRuns,
       events: { chat: (payload) => broadcast("chat", payload), agent: (payload) => broadcast("agent", payload) },
       log,
     });

@@ -28,6 +28,7 @@ export const CONFIG_DEFAULTS = deepFreeze({
   },
   session: {
     mainKey: "main", // the session name a bare `main` key maps to
+    maxQueuedRuns: 20, // runs waiting behind a session's running one (count); more are refused with RUN_QUEUE_FULL
   },
   workspace: {
     implicit: "ephemeral", // what a session created implicitly by chat.send gets

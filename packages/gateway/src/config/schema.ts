@@ -244,6 +244,9 @@ export const configSchema = strictObject({
     mainKey: nonEmpty()
       .default(D.session.mainKey)
       .describe(doc("Name of each agent's main session (agent:<id>:<mainKey>).", D.session.mainKey)),
+    maxQueuedRuns: integer(1, 100_000)
+      .default(D.session.maxQueuedRuns)
+      .describe(doc("Most runs waiting behind a session's running one (count); a message beyond that is refused with RUN_QUEUE_FULL.", D.session.maxQueuedRuns)),
   })
     .prefault({})
     .describe("Sessions."),

@@ -57,6 +57,8 @@ export interface RunManagerOptions {
   defaultTimeoutMs: number;
   /** Earlier turns handed to the runner, at most. Default 50. */
   historyTurns?: number | undefined;
+  /** `session.maxQueuedRuns`: runs waiting behind a session's running one, at most. Default 20. */
+  maxQueuedRuns?: number | undefined;
   log?(line: string): void;
 }
 
@@ -120,6 +122,7 @@ export function toHistory(messages: readonly MessageRecord[]): HistoryTurn[] {
 export function createRunManager(options: RunManagerOptions): RunManager {
   const { store, lifecycle, runner, events } = options;
   const historyTurns = options.historyTurns ?? 50;
+  const maxQueuedRuns = options.maxQueuedRuns ?? 20;
   const runs = new Map<string, Run>();
   const lanes = new Map<string, Lane>();
 
@@ -240,6 +243,10 @@ export function createRunManager(options: RunManagerOptions): RunManager {
       if (record !== undefined) {
         if (record.inputHash !== inputHash) throw conflict(input.runId);
         return { state: "cached", record };
+      }
+      const waiting = lanes.get(input.sessionKey)?.waiting.length ?? 0;
+      if (waiting >= maxQueuedRuns) {
+        throw new GatewayError("RUN_QUEUE_FULL", `Session "${input.sessionKey}" already has ${waiting} runs waiting (session.maxQueuedRuns)`, { retryable: true, details: { waiting } });
       }
       const acceptedAt = Date.now();
       let resolve!: (result: RunResult) => void;
