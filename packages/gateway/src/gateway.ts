@@ -137,6 +137,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
       runner,
       defaultTimeoutMs: config.runner.timeoutMs,
       maxQueuedRuns: config.session.maxQueuedRuns,
+      deltas: { windowMs: config.gateway.deltaWindowMs, maxBytes: config.gateway.deltaMaxBytes },
       events: { chat: (payload) => broadcast("chat", payload), agent: (payload) => broadcast("agent", payload) },
       log,
     });

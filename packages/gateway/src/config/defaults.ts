@@ -17,6 +17,8 @@ export const CONFIG_DEFAULTS = deepFreeze({
     handshakeTimeoutMs: 15_000, // 15 s to finish connect after the socket opens
     tickIntervalMs: 30_000, // 30 s between tick events
     maxPayloadBytes: 25 * 1024 * 1024, // 25 MiB per WebSocket frame
+    deltaWindowMs: 100, // 100 ms: at most one chat/agent delta per run per window
+    deltaMaxBytes: 16 * 1024, // 16 KiB of pending reply text (UTF-8) sends a delta before its window ends
   },
   agents: {
     defaults: {

@@ -8,6 +8,9 @@ export const AGENT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 /** The largest delay `setTimeout` honours (2^31 − 1 ms, about 24.8 days); longer ones fire at once. */
 export const MAX_TIMER_MS = 2_147_483_647;
 
+/** The longest `gateway.deltaWindowMs`: a minute; a longer window would stop a reply from streaming at all. */
+export const MAX_DELTA_WINDOW_MS = 60_000;
+
 /** Values of `workspace.implicit`. */
 export const IMPLICIT_WORKSPACE_MODES = ["ephemeral", "agent", "persistent", "none"] as const;
 /** Values of `runner.kind`. */
@@ -56,11 +59,18 @@ function humanMs(ms: number): string {
   return `${ms} ms`;
 }
 
+/** `25 MiB`, `16 KiB`, `1000 bytes`. */
+function humanBytes(bytes: number): string {
+  if (bytes !== 0 && bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
+  if (bytes !== 0 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
+}
+
 /** The description of a key: what it is, then its default quoted from {@link CONFIG_DEFAULTS}. */
 function doc(text: string, value: unknown, unit?: "ms" | "bytes"): string {
   let shown = value === undefined ? "unset" : JSON.stringify(value);
   if (unit === "ms" && typeof value === "number") shown += ` (${humanMs(value)})`;
-  if (unit === "bytes" && typeof value === "number") shown += ` (${value / (1024 * 1024)} MiB)`;
+  if (unit === "bytes" && typeof value === "number") shown += ` (${humanBytes(value)})`;
   return `${text} Default: ${shown}.`;
 }
 
@@ -107,6 +117,18 @@ const gatewaySchema = strictObject({
   maxPayloadBytes: integer(1024, 2 ** 31 - 1, " (bytes)")
     .default(D.gateway.maxPayloadBytes)
     .describe(doc("Largest WebSocket message accepted, in bytes.", D.gateway.maxPayloadBytes, "bytes")),
+  deltaWindowMs: integer(0, MAX_DELTA_WINDOW_MS, " (milliseconds; 0 = merge only the chunks that arrive together)")
+    .default(D.gateway.deltaWindowMs)
+    .describe(
+      doc(
+        "Milliseconds over which a run's reply chunks are merged into one chat/agent delta event: a run sends at most one delta per window (the first chunk at once), plus one whenever deltaMaxBytes of text are pending. 0 = merge only the chunks that arrive together.",
+        D.gateway.deltaWindowMs,
+        "ms",
+      ),
+    ),
+  deltaMaxBytes: integer(1, 2 ** 31 - 1, " (bytes)")
+    .default(D.gateway.deltaMaxBytes)
+    .describe(doc("Bytes (UTF-8) of pending reply text that send a delta before its window ends.", D.gateway.deltaMaxBytes, "bytes")),
 })
   .prefault({})
   .describe("The WebSocket listener.");

@@ -3,6 +3,7 @@ import { GatewayError } from "../errors.ts";
 import type { AgentRunner, HistoryTurn } from "../runners/index.ts";
 import type { WorkspaceLifecycle } from "../sessions/workspaces.ts";
 import type { MessageRecord, RunKind, RunRecord, Store, WorkspaceMode } from "../store/index.ts";
+import { createDeltaCoalescer } from "./delta-coalescer.ts";
 
 export type RunEndStatus = "ok" | "error" | "aborted" | "timeout";
 
@@ -59,6 +60,8 @@ export interface RunManagerOptions {
   historyTurns?: number | undefined;
   /** `session.maxQueuedRuns`: runs waiting behind a session's running one, at most. Default 20. */
   maxQueuedRuns?: number | undefined;
+  /** How reply chunks become delta events: `gateway.deltaWindowMs` and `gateway.deltaMaxBytes` (see createDeltaCoalescer). */
+  deltas: { windowMs: number; maxBytes: number };
   log?(line: string): void;
 }
 
@@ -159,6 +162,13 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     lifecycle.busy(run.sessionKey);
     emitAgent(run, "lifecycle", { phase: "start", startedAt });
     let text = "";
+    const deltas = createDeltaCoalescer({
+      ...options.deltas,
+      emit: ({ delta, snapshot }) => {
+        emitAgent(run, "assistant", snapshot === undefined ? { delta } : { text: snapshot, delta });
+        emitChat(run, "delta", { deltaText: delta, ...(snapshot === undefined ? {} : { message: assistantMessage(snapshot, Date.now()) }) });
+      },
+    });
     let outcome: { status: RunEndStatus; message: string | null; stopReason: string; code?: string | undefined };
     const timer = setTimeout(() => run.controller.abort(new DOMException(`run timed out after ${run.timeoutMs} ms`, "TimeoutError")), run.timeoutMs);
     try {
@@ -175,8 +185,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
         signal: run.controller.signal,
         onDelta: (delta) => {
           text += delta;
-          emitAgent(run, "assistant", { text, delta });
-          emitChat(run, "delta", { deltaText: delta, message: assistantMessage(text, Date.now()) });
+          deltas.push(delta);
         },
       });
       text = output.text;
@@ -186,6 +195,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
       outcome = { status, message, stopReason: status === "aborted" ? "rpc" : status, code };
     } finally {
       clearTimeout(timer);
+      deltas.flush();
     }
     const endedAt = Date.now();
     try {
