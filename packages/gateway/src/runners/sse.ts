@@ -11,7 +11,11 @@ export interface SseDecoder {
 
 export function createSseDecoder(onData: (data: string) => void): SseDecoder {
   const utf8 = new TextDecoder("utf-8");
-  let buffer = "";
+  const lineEnd = /\r\n?|\n/g;
+  /** The unterminated line so far, in pieces: joined once it ends, so a long line costs its length, not its length squared. */
+  let pieces: string[] = [];
+  /** The last text ended with a CR: a LF that starts the next one completes that CRLF. */
+  let skipLf = false;
   let data: string[] = [];
 
   const dispatch = (): void => {
@@ -35,32 +39,37 @@ export function createSseDecoder(onData: (data: string) => void): SseDecoder {
     data.push(value);
   };
 
-  const drain = (final: boolean): void => {
+  const endLine = (): void => {
+    const text = pieces.length === 1 ? (pieces[0] as string) : pieces.join("");
+    pieces = [];
+    line(text);
+  };
+
+  /** Splits decoded text into lines; only the new text is searched, each character once. */
+  const feed = (text: string): void => {
     let start = 0;
-    for (;;) {
-      const lf = buffer.indexOf("\n", start);
-      const cr = buffer.indexOf("\r", start);
-      const at = cr !== -1 && (lf === -1 || cr < lf) ? cr : lf;
-      if (at === -1) break;
-      // A CR at the very end may be the first half of a CRLF still on its way.
-      if (at === cr && at === buffer.length - 1 && !final) break;
-      const next = at === cr && buffer[at + 1] === "\n" ? at + 2 : at + 1;
-      line(buffer.slice(start, at));
-      start = next;
+    if (skipLf && text !== "") {
+      skipLf = false;
+      if (text.startsWith("\n")) start = 1;
     }
-    buffer = buffer.slice(start);
+    lineEnd.lastIndex = start;
+    for (let match = lineEnd.exec(text); match !== null; match = lineEnd.exec(text)) {
+      pieces.push(text.slice(start, match.index));
+      start = lineEnd.lastIndex;
+      if (match[0] === "\r" && start === text.length) skipLf = true;
+      endLine();
+    }
+    if (start < text.length) pieces.push(text.slice(start));
   };
 
   return {
     push(chunk: Uint8Array): void {
-      buffer += utf8.decode(chunk, { stream: true });
-      drain(false);
+      feed(utf8.decode(chunk, { stream: true }));
     },
     end(): void {
-      buffer += utf8.decode();
-      drain(true);
-      if (buffer !== "") line(buffer);
-      buffer = "";
+      feed(utf8.decode());
+      if (pieces.length > 0) endLine();
+      skipLf = false;
       dispatch();
     },
   };

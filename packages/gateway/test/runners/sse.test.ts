@@ -36,6 +36,14 @@ describe("SSE decoder", () => {
     expect(decode(bytes)).toEqual(expected);
   });
 
+  it("joins a 1 MiB line that arrives in 1,024 chunks (kept as pieces, searched once) into one event", () => {
+    const line = "x".repeat(1 << 20);
+    const whole = Buffer.from(`data: ${line}\r\n\r\ndata: next\n\n`);
+    const chunks: Uint8Array[] = [];
+    for (let at = 0; at < whole.length; at += 1024) chunks.push(whole.subarray(at, at + 1024));
+    expect(decode(chunks)).toEqual([line, "next"]);
+  });
+
   it("dispatches nothing for an empty body or comments only", () => {
     expect(decode([])).toEqual([]);
     expect(decode([Buffer.from(":ping\n\n:ping\n\n")])).toEqual([]);
