@@ -72,8 +72,8 @@ export function createMethods(ctx: GatewayContext): MethodTable {
     });
   }
 
-  /** Admits a turn on a key: canonical key, implicit session creation (no workspace yet), the run. */
-  function submitTurn(params: { sessionKey: string; agentId?: string | undefined; message: string; runId: string; kind: "chat" | "agent"; workspace?: boolean | undefined; timeoutMs?: number | undefined }) {
+  /** Admits a turn on a key: canonical key, implicit session creation (no workspace yet), the run; it starts once `acked` settles. */
+  function submitTurn(params: { sessionKey: string; agentId?: string | undefined; message: string; runId: string; kind: "chat" | "agent"; workspace?: boolean | undefined; timeoutMs?: number | undefined; acked: Promise<void> }) {
     const target = canonical(params.sessionKey, params.agentId);
     // A known runId is a replay (in_flight, cached or conflict): answered from the run alone, it creates no session.
     const replay = store.getRun(params.runId) !== undefined;
@@ -87,6 +87,7 @@ export function createMethods(ctx: GatewayContext): MethodTable {
       mode: session?.workspaceMode ?? "none",
       useWorkspace: params.workspace !== false,
       timeoutMs: params.timeoutMs,
+      acked: params.acked,
     });
     return { target, outcome };
   }
@@ -167,7 +168,7 @@ export function createMethods(ctx: GatewayContext): MethodTable {
         timeoutMs: z.int().min(0).max(MAX_TIMER_MS).optional(),
         workspace: z.union([z.literal(false), workspaceMode]).optional(),
       }),
-      handler: async (params) => {
+      handler: async (params, call) => {
         const owner = params.agentId === undefined ? config.defaultAgentId : assertKnownAgent(params.agentId, ctx.keyContext);
         const target = canonical(params.key ?? `agent:${owner}:dashboard:${randomUUID()}`, params.agentId);
         const mode = params.workspace === false ? "none" : (params.workspace ?? "agent");
@@ -176,7 +177,7 @@ export function createMethods(ctx: GatewayContext): MethodTable {
         let runId: string | undefined;
         if (params.message !== undefined && params.message !== "") {
           runId = params.idempotencyKey ?? randomUUID();
-          runs.submit({ runId, kind: "chat", sessionKey: target.key, agentId: target.agentId, message: params.message, mode: session.workspaceMode, useWorkspace: true, timeoutMs: params.timeoutMs || undefined });
+          runs.submit({ runId, kind: "chat", sessionKey: target.key, agentId: target.agentId, message: params.message, mode: session.workspaceMode, useWorkspace: true, timeoutMs: params.timeoutMs || undefined, acked: call.acked });
         }
         const entry = store.getSession(target.key);
         return { ok: true, key: target.key, sessionId: entry?.sessionId, entry: entry === undefined ? null : ctx.sessionRow(entry), runStarted: runId !== undefined, ...(runId === undefined ? {} : { runId }), resolved: ctx.resolvedModel() };
@@ -235,8 +236,8 @@ export function createMethods(ctx: GatewayContext): MethodTable {
         timeoutMs: z.int().min(0).max(MAX_TIMER_MS).optional(),
         workspace: z.boolean().optional(),
       }),
-      handler: async (params) => {
-        const { outcome } = submitTurn({ ...params, runId: params.idempotencyKey, kind: "chat", timeoutMs: params.timeoutMs || undefined });
+      handler: async (params, call) => {
+        const { outcome } = submitTurn({ ...params, runId: params.idempotencyKey, kind: "chat", timeoutMs: params.timeoutMs || undefined, acked: call.acked });
         if (outcome.state === "started") return { runId: outcome.run.runId, status: "started" };
         if (outcome.state === "in_flight") return { runId: outcome.run.runId, status: "in_flight" };
         return chatAckFromRecord(outcome.record);
@@ -289,6 +290,7 @@ export function createMethods(ctx: GatewayContext): MethodTable {
           kind: "agent",
           workspace: params.workspace,
           timeoutMs: params.timeout ? params.timeout * 1000 : undefined,
+          acked: call.acked,
         });
         if (outcome.state === "cached") return agentFinalFromRecord(outcome.record);
         call.interim({ runId: outcome.run.runId, sessionKey: target.key, agentId: target.agentId, status: "accepted", acceptedAt: outcome.run.acceptedAt });

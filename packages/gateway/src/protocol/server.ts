@@ -40,6 +40,12 @@ export interface MethodContext {
   requestId: string;
   /** Send an interim ok response with the same id (the `agent` method's {status:"accepted"} before its final result). */
   interim(payload: unknown): void;
+  /**
+   * Settles (never rejects) once the first response to this request, interim or final, has been
+   * written to the socket, or could not be because the socket is gone. Work that emits events about
+   * what the request started waits for it, so no such event can precede the response.
+   */
+  acked: Promise<void>;
   /** Aborted when the socket closes. */
   signal: AbortSignal;
 }
@@ -373,12 +379,19 @@ export async function startProtocolServer(options: ProtocolServerOptions): Promi
       return;
     }
     let finished = false;
+    let markAcked: () => void = () => undefined;
+    const acked = new Promise<void>((resolve) => {
+      markAcked = resolve;
+    });
     const ctx: MethodContext = {
       conn,
       requestId: id,
       interim(payload: unknown): void {
-        if (!finished) respond(peer, id, true, payload);
+        if (finished) return;
+        respond(peer, id, true, payload);
+        markAcked();
       },
+      acked,
       signal: peer.abort.signal,
     };
     try {
@@ -390,6 +403,8 @@ export async function startProtocolServer(options: ProtocolServerOptions): Promi
       finished = true;
       if (!(error instanceof GatewayError)) log(`gateway method ${method} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
       respondError(peer, id, error);
+    } finally {
+      markAcked();
     }
   }
 

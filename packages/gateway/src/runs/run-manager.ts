@@ -29,6 +29,12 @@ export interface SubmitInput {
   useWorkspace: boolean;
   /** Run budget; default the configured runner timeout. */
   timeoutMs?: number | undefined;
+  /**
+   * Settles once the reply that acknowledges the run (chat.send's `started`, agent's `accepted`:
+   * MethodContext.acked) has been written. The run starts only then, so none of its events can
+   * precede that reply, whatever the handler does after submitting.
+   */
+  acked: Promise<void>;
 }
 
 export type SubmitOutcome =
@@ -88,6 +94,7 @@ interface Run extends RunHandle {
   readonly useWorkspace: boolean;
   readonly timeoutMs: number;
   readonly controller: AbortController;
+  readonly acked: Promise<void>;
   resolve(result: RunResult): void;
   seq: number;
 }
@@ -158,6 +165,8 @@ export function createRunManager(options: RunManagerOptions): RunManager {
   }
 
   async function execute(run: Run): Promise<void> {
+    // No event of a run before the reply that acknowledged it (a queued run's has long been written).
+    await run.acked;
     const startedAt = Date.now();
     lifecycle.busy(run.sessionKey);
     emitAgent(run, "lifecycle", { phase: "start", startedAt });
@@ -274,6 +283,8 @@ export function createRunManager(options: RunManagerOptions): RunManager {
         useWorkspace: input.useWorkspace,
         timeoutMs: input.timeoutMs ?? options.defaultTimeoutMs,
         controller: new AbortController(),
+        // Never rejects: a run whose ack could not be written still runs (it is admitted and recorded).
+        acked: input.acked.catch(() => undefined),
         acceptedAt,
         done,
         resolve,
@@ -295,8 +306,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
       const lane = lanes.get(run.sessionKey);
       if (lane === undefined) {
         lanes.set(run.sessionKey, { running: run, waiting: [] });
-        // Next turn: the caller's ack leaves before the run's first event, as upstream orders them.
-        setImmediate(() => void execute(run));
+        void execute(run);
       } else {
         lane.waiting.push(run);
       }

@@ -26,6 +26,8 @@ export interface TestGateway {
 export interface TestGatewayOptions {
   /** Configured agent ids (`agents.entries`); unset = the one implicit agent `main`. */
   agents?: readonly string[];
+  /** `workspace.ephemeral.idleTtlMs`; unset = the default (15 min). */
+  idleTtlMs?: number;
 }
 
 /** Starts a gateway for the current test; it is closed and its temp dir removed when the test ends. */
@@ -45,7 +47,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     {
       stateDir,
       gateway: { port: 0, auth: { token: TOKEN } },
-      workspace: { ephemeral: { root }, gc: { intervalMs: 0 } },
+      workspace: { ephemeral: { root, ...(options.idleTtlMs === undefined ? {} : { idleTtlMs: options.idleTtlMs }) }, gc: { intervalMs: 0 } },
       ...(options.agents === undefined ? {} : { agents: { entries: Object.fromEntries(options.agents.map((id) => [id, {}])) } }),
     },
     { log: () => undefined },

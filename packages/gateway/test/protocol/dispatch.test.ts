@@ -228,6 +228,55 @@ describe("dispatch", () => {
     expect(client.received.filter((frame) => frame.type === "res" && frame.id === "run-1")).toHaveLength(2);
   });
 
+  it("settles acked right after the first reply is written: the interim, else the result or the error", async () => {
+    const server = await startServer({
+      methods: {
+        // Each handler broadcasts an event once acked settles; the event must follow the reply.
+        "test.two": defineMethod({
+          scope: "operator.write",
+          params: z.object({}),
+          handler: async (_params, ctx) => {
+            void ctx.acked.then(() => server.broadcast("chat", { runId: "two" }));
+            await new Promise((resolve) => setImmediate(resolve));
+            ctx.interim({ status: "accepted" });
+            await new Promise((resolve) => setTimeout(resolve, 10));
+            return { status: "ok" };
+          },
+        }),
+        "test.one": defineMethod({
+          scope: "operator.write",
+          params: z.object({}),
+          handler: async (_params, ctx) => {
+            void ctx.acked.then(() => server.broadcast("chat", { runId: "one" }));
+            await new Promise((resolve) => setImmediate(resolve));
+            return { status: "started" };
+          },
+        }),
+        "test.fails": defineMethod({
+          scope: "operator.write",
+          params: z.object({}),
+          handler: async (_params, ctx) => {
+            void ctx.acked.then(() => server.broadcast("chat", { runId: "fails" }));
+            await new Promise((resolve) => setImmediate(resolve));
+            throw new GatewayError("RUNNER_FAILED", "no");
+          },
+        }),
+      },
+    });
+    const { client } = await connectClient(server.url);
+    for (const method of ["test.two", "test.one", "test.fails"]) client.sendJson({ type: "req", id: method, method, params: {} });
+    await client.next((frame) => frame.type === "res" && frame.id === "test.two" && (frame.payload as { status?: string } | undefined)?.status === "ok");
+    await client.next((frame) => frame.type === "res" && frame.id === "test.fails");
+    const replies = (id: string): number[] => client.received.flatMap((frame, i) => (frame.type === "res" && frame.id === id ? [i] : []));
+    const event = (runId: string): number => client.received.findIndex((frame) => frame.event === "chat" && (frame.payload as { runId?: string }).runId === runId);
+    expect(event("one")).toBeGreaterThan(replies("test.one")[0] as number);
+    expect(event("fails")).toBeGreaterThan(replies("test.fails")[0] as number);
+    // A two-reply method is acked by its interim: the event comes between the two replies.
+    const [interim, final] = replies("test.two") as [number, number];
+    expect(event("two")).toBeGreaterThan(interim);
+    expect(event("two")).toBeLessThan(final);
+  });
+
   it("runs requests concurrently; responses may come out of order", async () => {
     const gate = deferred<undefined>();
     const server = await startServer({
