@@ -129,6 +129,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
       idleTtlMs: config.workspace.ephemeral.idleTtlMs,
       killSessionProcesses: (key) => runner.killSession(key),
       seedFor: (id) => seeds.get(id),
+      maxPersistentSessions: config.workspace.persistent.maxSessions,
       log,
     });
     const runs = createRunManager({

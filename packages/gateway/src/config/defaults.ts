@@ -30,7 +30,7 @@ export const CONFIG_DEFAULTS = deepFreeze({
   },
   session: {
     mainKey: "main", // the session name a bare `main` key maps to
-    maxQueuedRuns: 20, // runs waiting behind a session's running one (count); more are refused with RUN_QUEUE_FULL
+    maxQueuedRuns: 100, // runs waiting behind a session's running one (count); more are refused with RUN_QUEUE_FULL
   },
   workspace: {
     implicit: "ephemeral", // what a session created implicitly by chat.send gets
@@ -39,6 +39,9 @@ export const CONFIG_DEFAULTS = deepFreeze({
       idleTtlMs: 15 * 60_000, // 15 min; 0 = release when a run ends
       maxLeases: 10_000, // live ephemeral workspaces per gateway
       staleMs: 60_000, // 1 min without a heartbeat = the owning instance is dead
+    },
+    persistent: {
+      maxSessions: 1_000, // sessions that may own a kept per-session directory (mode "persistent"); never removed, so bounded
     },
     gc: {
       onStartup: true, // sweep orphaned ephemeral workspaces when the gateway starts

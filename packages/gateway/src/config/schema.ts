@@ -183,6 +183,13 @@ const workspaceSchema = strictObject({
   })
     .prefault({})
     .describe("Ephemeral workspaces."),
+  persistent: strictObject({
+    maxSessions: integer(0, 1_000_000)
+      .default(D.workspace.persistent.maxSessions)
+      .describe(doc('Most sessions that may own a kept per-session directory (workspace mode "persistent", which nothing ever removes); 0 = none may (count).', D.workspace.persistent.maxSessions)),
+  })
+    .prefault({})
+    .describe("Kept per-session directories."),
   gc: strictObject({
     onStartup: z
       .boolean()

@@ -158,7 +158,8 @@ export function createMethods(ctx: GatewayContext): MethodTable {
       },
     }),
     "sessions.create": defineMethod({
-      scope: "operator.write",
+      // A kept per-session directory is never removed: only an admin may ask for one.
+      scope: (params) => (params.workspace === "persistent" ? "operator.admin" : "operator.write"),
       params: z.looseObject({
         key: key.optional(),
         agentId: agentId.optional(),

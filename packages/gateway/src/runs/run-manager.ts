@@ -64,7 +64,7 @@ export interface RunManagerOptions {
   defaultTimeoutMs: number;
   /** Earlier turns handed to the runner, at most. Default 50. */
   historyTurns?: number | undefined;
-  /** `session.maxQueuedRuns`: runs waiting behind a session's running one, at most. Default 20. */
+  /** `session.maxQueuedRuns`: runs waiting behind a session's running one, at most. Default 100. */
   maxQueuedRuns?: number | undefined;
   /** How reply chunks become delta events: `gateway.deltaWindowMs` and `gateway.deltaMaxBytes` (see createDeltaCoalescer). */
   deltas: { windowMs: number; maxBytes: number };
@@ -132,7 +132,7 @@ export function toHistory(messages: readonly MessageRecord[]): HistoryTurn[] {
 export function createRunManager(options: RunManagerOptions): RunManager {
   const { store, lifecycle, runner, events } = options;
   const historyTurns = options.historyTurns ?? 50;
-  const maxQueuedRuns = options.maxQueuedRuns ?? 20;
+  const maxQueuedRuns = options.maxQueuedRuns ?? 100;
   const runs = new Map<string, Run>();
   const lanes = new Map<string, Lane>();
 

@@ -27,6 +27,8 @@ export interface WorkspaceLifecycleOptions {
   killSessionProcesses(sessionKey: string): Promise<void>;
   /** Seed directory for an agent's ephemeral workspaces (its persistent workspace), if any. */
   seedFor?(agentId: string): string | undefined;
+  /** `workspace.persistent.maxSessions`: sessions that may own a kept per-session directory (mode "persistent"). Default: no bound. */
+  maxPersistentSessions?: number | undefined;
   log?(line: string): void;
 }
 
@@ -123,7 +125,17 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
     slot.idleTimer = undefined;
   }
 
+  /** Kept per-session directories are never removed: a session that has none yet may make one only below the bound. */
+  function checkPersistentBound(sessionKey: string): void {
+    const max = options.maxPersistentSessions;
+    if (max === undefined) return;
+    const owners = new Set(store.listLeases().filter((row) => row.mode === "persistent").map((row) => row.sessionKey));
+    if (owners.has(sessionKey) || owners.size < max) return;
+    throw new GatewayError("WORKSPACE_LIMIT", `Session "${sessionKey}" cannot get a kept per-session directory: ${owners.size} sessions already have one (workspace.persistent.maxSessions)`);
+  }
+
   async function doAcquire(sessionKey: string, agentId: string, mode: WorkspaceMode, slot: Slot): Promise<WorkspaceLease> {
+    if (mode === "persistent") checkPersistentBound(sessionKey);
     const provider = providerFor(providers, mode);
     let recordedId: string | undefined;
     try {

@@ -41,7 +41,12 @@ describe("connectGateway", () => {
     const off = client.on("*", (event) => all.push(event.event));
     const outcome = await sendChat(client, { sessionKey: "events", message: "a b" });
     expect(outcome).toMatchObject({ state: "final", text: "Echo: a b", sessionKey: "agent:main:events" });
-    expect(chat.map((event) => (event.payload as { state: string }).state)).toEqual(["delta", "delta", "delta", "final"]);
+    // Deltas are coalesced (gateway.deltaWindowMs), so how many there are depends on timing; their text does not.
+    const states = chat.map((event) => (event.payload as { state: string }).state);
+    expect(states.at(-1)).toBe("final");
+    expect(states.slice(0, -1).length).toBeGreaterThan(0);
+    expect(states.slice(0, -1).every((state) => state === "delta")).toBe(true);
+    expect(chat.slice(0, -1).map((event) => (event.payload as { deltaText: string }).deltaText).join("")).toBe("Echo: a b");
     expect(all).toContain("agent");
     off();
     const before = all.length;
