@@ -7,6 +7,8 @@ import { bindHost, isLoopbackBind } from "./bind.ts";
 import { CONFIG_DEFAULTS, DEFAULT_AGENT_ID, DEFAULT_CONFIG_FILE, deepFreeze } from "./defaults.ts";
 import { type ConfigIssue, configErrorMap, configInvalidError, toConfigIssues } from "./issues.ts";
 import { type GatewayConfig, configSchema } from "./schema.ts";
+import { isRecord } from "../util/guards.ts";
+import { errnoCode } from "@ocgw/workspace";
 
 /**
  * The configuration the gateway runs with: the schema's output with every path absolute, plus
@@ -162,20 +164,11 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === "" ? undefined : value;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 /** `~` and `~/x` → under `homedir`; anything else resolved against `cwd`. */
 function expandPath(value: string, cwd: string, homedir: string): string {
   if (value === "~") return path.resolve(homedir);
   if (value.startsWith("~/") || (path.sep === "\\" && value.startsWith("~\\"))) return path.resolve(homedir, value.slice(2));
   return path.resolve(cwd, value);
-}
-
-function errnoCode(error: unknown): string | undefined {
-  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
-  return typeof code === "string" ? code : undefined;
 }
 
 /** The file's text, or `null` when the default file is missing. */

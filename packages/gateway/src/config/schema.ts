@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { isValidBind } from "./bind.ts";
 import { CONFIG_DEFAULTS, DEFAULT_AGENT_ID, type DeepReadonly } from "./defaults.ts";
+import { isRecord } from "../util/guards.ts";
 
 /** Agent ids: 1–64 characters, lowercase letters, digits, `_` and `-`, starting with a letter or digit. */
 export const AGENT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
@@ -296,10 +297,6 @@ export type GatewayConfigInput = z.input<typeof configSchema>;
 
 // Compile-time proof that CONFIG_DEFAULTS has the shape the schema outputs.
 const _defaultsMatchSchema: DeepReadonly<GatewayConfig> = CONFIG_DEFAULTS;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /**
  * The rules no single key can check. Runs even when other keys failed, so `value` is only

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import JSON5 from "json5";
 import { errnoCode } from "@ocgw/workspace";
 import { GatewayError } from "../errors.ts";
+import { isRecord } from "../util/guards.ts";
 
 /**
  * Reads OpenClaw's config the way OpenClaw 2026.9 does (`io` and `includes` in its config
@@ -31,9 +32,7 @@ export function unreadable(detail: string, file: string, cause?: unknown): Gatew
   return new GatewayError("LEGACY_UNREADABLE", detail, { details: { path: file }, ...(cause === undefined ? {} : { cause }) });
 }
 
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
+export { isRecord };
 
 /** The host as OpenClaw sees it from `env`. */
 export function openClawHost(env: NodeJS.ProcessEnv, cwd: string, homedir = os.homedir()): OpenClawHost {

@@ -7,13 +7,13 @@ import type { RunResult } from "../runs/run-manager.ts";
 import { type CanonicalKey, assertKnownAgent, canonicalizeKey, mainSessionKey } from "../sessions/keys.ts";
 import type { GatewayContext } from "../context.ts";
 import { toGcSummary } from "../collector.ts";
+import { MAX_TIMER_MS } from "../config/index.ts";
 
 const key = z.string().min(1).max(512);
 const agentId = z.string().min(1).max(64);
 const idempotencyKey = z.string().min(1).max(256);
 const message = z.string().max(1_000_000);
 const workspaceMode = z.enum(["ephemeral", "agent", "persistent", "none"]);
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Event names this gateway emits (hello-ok features.events). */
 export const GATEWAY_EVENTS = ["connect.challenge", "chat", "agent", "sessions.changed", "tick", "shutdown"];

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import * as path from "node:path";
+import pLimit from "p-limit";
 import { defaultEphemeralRoot, isWorkspaceError } from "@ocgw/workspace";
 import { type ResolvedConfig, loadConfig } from "../config/index.ts";
 import { type Store, openStore } from "../store/index.ts";
@@ -56,18 +57,10 @@ export function openExistingStore(storePath: string): Store | undefined {
   return openStore({ path: storePath });
 }
 
-/** Runs `fn` on each item, at most `limit` at a time; results in input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index] as T, index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
+/** Runs `fn` on each item, at most `limit` at a time (p-limit); results in input order. */
+export function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const run = pLimit(Math.max(1, limit));
+  return Promise.all(items.map((item, index) => run(() => fn(item, index))));
 }
 
 /**

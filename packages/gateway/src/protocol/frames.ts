@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import type { GatewayError, WireError } from "../errors.ts";
+import { isRecord } from "../util/guards.ts";
 
 export const PROTOCOL_VERSION = 4;
 
@@ -99,10 +100,6 @@ function escapePointerSegment(segment: PropertyKey): string {
 /** JSON pointer of a path: `""` for the root, else `/a/0/b`. */
 export function jsonPointer(path: readonly PropertyKey[]): string {
   return path.map((segment) => `/${escapePointerSegment(segment)}`).join("");
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {

@@ -1,9 +1,10 @@
+import { MAX_TIMER_MS } from "../config/schema.ts";
 import { GatewayError } from "../errors.ts";
 import { abortError, abortableDelay, runnerClosedError } from "./abort.ts";
 import type { AgentRunner, EchoRunnerOptions, RunInput, RunOutput } from "./types.ts";
 
 /** Largest delay a directive accepts (setTimeout's limit). */
-export const ECHO_MAX_DELAY_MS = 2_147_483_647;
+export const ECHO_MAX_DELAY_MS = MAX_TIMER_MS;
 /** Most ticks `/echo:stream` sends. */
 export const ECHO_MAX_TICKS = 10_000;
 

@@ -2,6 +2,7 @@ import { GatewayError } from "../errors.ts";
 import { abortError, runnerClosedError } from "./abort.ts";
 import { createSseDecoder } from "./sse.ts";
 import type { AgentRunner, OpenAIRunnerOptions, RunInput, RunOutput } from "./types.ts";
+import { isRecord } from "../util/guards.ts";
 
 /** Characters of an error response's body quoted in the RUNNER_FAILED message. */
 export const ERROR_BODY_EXCERPT_CHARS = 500;
@@ -202,10 +203,6 @@ export function validateOpenAIOptions(options: OpenAIRunnerOptions): { url: stri
   const apiKey = raw?.["apiKey"];
   if (apiKey !== undefined && typeof apiKey !== "string") throw new GatewayError("RUNNER_CONFIG", "The openai runner's apiKey must be a string");
   return { url: `${baseUrl.replace(/\/+$/, "")}/chat/completions`, model, apiKey: apiKey === "" ? undefined : apiKey };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function describe(error: unknown): string {
