@@ -1,38 +1,46 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { realpathSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import * as path from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import { GatewayError } from "../errors.ts";
 import { abortError, runnerClosedError } from "./abort.ts";
+import { type DoomedDir, KILL_WAIT_MS, RUN_TOKEN_ENV, type RunMark, isSessionLease, killMembers, newRunToken, scanProcesses, selectMembers, startTicksOf } from "./descendants.ts";
 import type { AgentRunner, CommandRunnerOptions, RunInput, RunOutput } from "./types.ts";
 
 export const DEFAULT_KILL_GRACE_MS = 2000;
 /** Bytes of stderr kept for the error message of a failed run. */
 export const STDERR_TAIL_BYTES = 4096;
-/** After SIGKILL, how long to wait for a process group to vanish before giving up on it. */
-const KILL_WAIT_MS = 5000;
+/** Linux: every descendant of a run is found through /proc, including those that left its group. */
+const TRACKS_DESCENDANTS = process.platform === "linux";
 /** How often groups that outlived their run (background jobs) are checked for being gone. */
 const LINGER_POLL_MS = 1000;
 const MAX_TIMER_MS = 2_147_483_647;
 
-/** One spawned program: its own process group (pgid = pid), tracked until the whole group is gone. */
+/**
+ * One spawned program: its own process group (pgid = pid), tracked until the whole group is gone
+ * (Linux: until no process of the run is left, see descendants.ts).
+ */
 interface Group {
   readonly pid: number;
+  /** Its {@link RUN_TOKEN_ENV} value, process group and leader's start time (Linux). */
+  mark: RunMark;
   readonly sessionKey: string;
   readonly child: ChildProcess;
   /** Resolves once the group leader has exited (and been reaped). */
   readonly exited: Promise<void>;
   /** Stops the run this group belongs to with `reason`; unset once that run has settled. */
   stopRun: ((reason: Error) => void) | undefined;
-  /** The SIGTERM → grace → SIGKILL sequence, once started. */
+  /** The SIGTERM → grace → SIGKILL sequence, once started; unset again once it has ended. */
   stopping: Promise<void> | undefined;
 }
 
 /**
  * Runs an external agent CLI (`claude -p`, `codex exec`, any program) once per turn. The program
  * starts in the session's workspace (or "/" without one) in a process group of its own, with
- * `OCGW_SESSION_KEY`, `OCGW_RUN_ID` and `OCGW_WORKSPACE` set; it gets the message on stdin (then
- * EOF), and its stdout is the reply, streamed as deltas (UTF-8 safe). Exit 0 resolves with all of
+ * `OCGW_SESSION_KEY`, `OCGW_RUN_ID`, `OCGW_WORKSPACE` and `OCGW_RUN_TOKEN` (random, one per run)
+ * set; it gets the message on stdin (then EOF), and its stdout is the reply, streamed as deltas
+ * (UTF-8 safe). Exit 0 resolves with all of
  * stdout; a non-zero exit, a death by signal or a program that cannot be started rejects with
  * GatewayError("RUNNER_FAILED") naming the program, the exit code or signal and the last 4 KiB of stderr.
  *
@@ -41,33 +49,39 @@ interface Group {
  * waiting to be reaped by its parent counts as gone). Groups that outlive their run (a background
  * job with its own stdout) stay tracked under their session until they are gone, so
  * `killSession` reaches them too.
+ *
+ * On Linux "the group" is every process of the run, including those that left it (`setsid`, a
+ * double fork): those carrying the run's token, their children, and, for `killSession` and
+ * `close`, token-less processes working in the session's own ephemeral lease directory (see
+ * descendants.ts for the exact rule and what still escapes). `killSession` and `close` reject with
+ * RUNNER_FAILED naming any process that survived SIGKILL. Elsewhere (or without a readable /proc)
+ * only the process group is killed: a process that left it escapes.
  */
 export function createCommandRunner(options: CommandRunnerOptions): AgentRunner {
   const { argv, env, killGraceMs } = validateCommandOptions(options);
   const [program, ...args] = argv as [string, ...string[]];
   const neutralCwd = path.parse(process.cwd()).root;
   const sessions = new Map<string, Set<Group>>();
-  const byPid = new Map<number, Group>();
+  const groups = new Set<Group>();
+  /** Linux: per session, the real path of each workspace its runs used, and when its first run there started. */
+  const workspaces = new Map<string, Map<string, number | null>>();
   let closing: Promise<void> | undefined;
   let lingerTimer: ReturnType<typeof setInterval> | undefined;
   let lingerCheck: Promise<void> | undefined;
 
   function track(group: Group): void {
-    const stale = byPid.get(group.pid);
-    // A reused pid means the group that had it is gone.
-    if (stale !== undefined) untrack(stale);
-    byPid.set(group.pid, group);
+    groups.add(group);
     let set = sessions.get(group.sessionKey);
     if (set === undefined) sessions.set(group.sessionKey, (set = new Set()));
     set.add(group);
   }
 
   function untrack(group: Group): void {
-    if (byPid.get(group.pid) === group) byPid.delete(group.pid);
+    groups.delete(group);
     const set = sessions.get(group.sessionKey);
     set?.delete(group);
     if (set?.size === 0) sessions.delete(group.sessionKey);
-    if (byPid.size === 0 && lingerTimer !== undefined) {
+    if (groups.size === 0 && lingerTimer !== undefined) {
       clearInterval(lingerTimer);
       lingerTimer = undefined;
     }
@@ -75,11 +89,12 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
 
   /** After its run has settled: forget the group once it is gone, polling while it lingers. */
   async function release(group: Group): Promise<void> {
-    if (!(await groupAlive(group.pid))) {
+    if (!groups.has(group)) return;
+    if (!(await aliveGroups([group])).has(group)) {
       untrack(group);
       return;
     }
-    if (byPid.get(group.pid) !== group || lingerTimer !== undefined) return;
+    if (!groups.has(group) || lingerTimer !== undefined) return;
     lingerTimer = setInterval(() => {
       lingerCheck ??= checkLingering().finally(() => (lingerCheck = undefined));
     }, LINGER_POLL_MS);
@@ -87,38 +102,80 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
   }
 
   async function checkLingering(): Promise<void> {
-    for (const group of [...byPid.values()]) {
-      if (group.stopRun === undefined && group.stopping === undefined && !(await groupAlive(group.pid))) untrack(group);
+    const idle = [...groups].filter((group) => group.stopRun === undefined && group.stopping === undefined);
+    const alive = await aliveGroups(idle);
+    for (const group of idle) if (!alive.has(group) && group.stopping === undefined) untrack(group);
+  }
+
+  /**
+   * Kills the processes of `targets` (and token-less ones in `dirs`); each group's `stopping`
+   * settles once that is done and its leader has exited. Resolves with what survived SIGKILL.
+   */
+  function sweep(targets: readonly Group[], dirs: readonly DoomedDir[]): Promise<string[]> {
+    const survivors = killGroups(targets, dirs, killGraceMs);
+    for (const group of targets) {
+      group.stopping ??= survivors.then(async (left) => {
+        group.stopping = undefined;
+        if (left.length === 0) {
+          await group.exited;
+          untrack(group);
+        } else {
+          // Survivors (the leader may be one) keep their group tracked and polled: a later killSession tries again.
+          void release(group);
+        }
+      });
     }
+    return survivors;
   }
 
   function terminate(group: Group): Promise<void> {
-    group.stopping ??= (async () => {
-      signalGroup(group, "SIGTERM");
-      if (!(await waitUntilGone(group.pid, killGraceMs))) {
-        signalGroup(group, "SIGKILL");
-        await waitUntilGone(group.pid, KILL_WAIT_MS);
-      }
-      await group.exited;
-      untrack(group);
-    })();
-    return group.stopping;
+    if (group.stopping === undefined) void sweep([group], []);
+    return group.stopping ?? Promise.resolve();
   }
 
-  /** Stops the run of every given group with `reason` and kills the groups; resolves once they are gone. */
-  async function stopAll(groups: Iterable<Group>, reason: () => Error): Promise<void> {
-    const pending: Promise<void>[] = [];
-    for (const group of [...groups]) {
-      group.stopRun?.(reason());
-      pending.push(terminate(group));
+  /** Stops the run of every given group with `reason` and kills their processes; rejects naming any that survived. */
+  async function stopAll(targets: Iterable<Group>, reason: () => Error, dirs: readonly DoomedDir[], whose: string): Promise<void> {
+    const list = [...targets];
+    if (list.length === 0 && dirs.length === 0) return;
+    const survivors = sweep(list, dirs);
+    for (const group of list) group.stopRun?.(reason());
+    const left = await survivors;
+    await Promise.all(list.map((group) => group.stopping));
+    if (left.length > 0) {
+      throw new GatewayError("RUNNER_FAILED", `${left.length} process(es) of ${whose} still ran after SIGKILL: ${left.join(", ")}`, { details: { survivors: left } });
     }
-    await Promise.all(pending);
+  }
+
+  /** Records a run's workspace (Linux), so that killSession can find token-less processes left in it. */
+  function noteWorkspace(sessionKey: string, cwd: string, mark: RunMark): void {
+    if (!TRACKS_DESCENDANTS) return;
+    let real: string;
+    try {
+      real = realpathSync(cwd);
+    } catch {
+      return;
+    }
+    let dirs = workspaces.get(sessionKey);
+    if (dirs === undefined) workspaces.set(sessionKey, (dirs = new Map()));
+    if (!dirs.has(real)) dirs.set(real, mark.startTicks);
+  }
+
+  /** Takes the workspaces noted for these sessions; keeps those that are the session's own lease directory, which its release removes. */
+  async function doomedDirs(sessionKeys: Iterable<string>): Promise<DoomedDir[]> {
+    const found: DoomedDir[] = [];
+    for (const sessionKey of [...sessionKeys]) {
+      const dirs = workspaces.get(sessionKey);
+      workspaces.delete(sessionKey);
+      for (const [dir, sinceTicks] of dirs ?? []) if (await isSessionLease(dir, sessionKey)) found.push({ dir, sinceTicks });
+    }
+    return found;
   }
 
   function run(input: RunInput): Promise<RunOutput> {
     if (closing !== undefined) return Promise.reject(runnerClosedError("command"));
     if (input.signal.aborted) return Promise.reject(abortError(input.signal));
     const cwd = input.cwd ?? neutralCwd;
+    const token = newRunToken();
     return new Promise<RunOutput>((resolve, reject) => {
       let child: ChildProcess;
       try {
@@ -126,7 +183,7 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
           cwd,
           detached: true,
           stdio: ["pipe", "pipe", "pipe"],
-          env: { ...process.env, ...env, OCGW_SESSION_KEY: input.sessionKey, OCGW_RUN_ID: input.runId, OCGW_WORKSPACE: input.cwd ?? "" },
+          env: { ...process.env, ...env, OCGW_SESSION_KEY: input.sessionKey, OCGW_RUN_ID: input.runId, OCGW_WORKSPACE: input.cwd ?? "", [RUN_TOKEN_ENV]: token },
         });
       } catch (error) {
         reject(startFailed(program, cwd, error));
@@ -179,8 +236,12 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
       };
 
       if (pid !== undefined) {
+        // Read at once: the leader cannot have been reaped (and its pid reused) before the event loop runs.
+        const mark: RunMark = { token, pgid: pid, startTicks: TRACKS_DESCENDANTS ? startTicksOf(pid) : null };
+        if (input.cwd !== null) noteWorkspace(input.sessionKey, input.cwd, mark);
         group = {
           pid,
+          mark,
           sessionKey: input.sessionKey,
           child,
           exited: new Promise<void>((done) => {
@@ -227,13 +288,17 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
   return {
     kind: "command",
     run,
-    killSession(sessionKey: string): Promise<void> {
-      const groups = sessions.get(sessionKey);
-      if (groups === undefined) return Promise.resolve();
-      return stopAll(groups, () => new GatewayError("RUNNER_ABORTED", `Session "${sessionKey}" was ended and its processes killed`));
+    async killSession(sessionKey: string): Promise<void> {
+      const targets = [...(sessions.get(sessionKey) ?? [])];
+      const dirs = await doomedDirs([sessionKey]);
+      const reason = (): Error => new GatewayError("RUNNER_ABORTED", `Session "${sessionKey}" was ended and its processes killed`);
+      await stopAll(targets, reason, dirs, `session "${sessionKey}"`);
     },
     close(): Promise<void> {
-      closing ??= stopAll(byPid.values(), () => runnerClosedError("command")).then(() => {
+      closing ??= (async () => {
+        const targets = [...groups];
+        await stopAll(targets, () => runnerClosedError("command"), await doomedDirs(workspaces.keys()), "the command runner");
+      })().finally(() => {
         if (lingerTimer !== undefined) clearInterval(lingerTimer);
         lingerTimer = undefined;
       });
@@ -275,6 +340,49 @@ function decodeTail(tail: Buffer): string {
 function errnoCode(error: unknown): string | undefined {
   const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
   return typeof code === "string" ? code : undefined;
+}
+
+/**
+ * Kills the processes of `targets` and resolves with a description of each that survived SIGKILL.
+ * Linux: every process of the runs (and the token-less ones in `dirs`), see descendants.ts.
+ * Elsewhere: each process group, SIGTERM, then SIGKILL after `graceMs`.
+ */
+async function killGroups(targets: readonly Group[], dirs: readonly DoomedDir[], graceMs: number): Promise<string[]> {
+  if (TRACKS_DESCENDANTS) {
+    try {
+      const left = await killMembers({ runs: targets.map((group) => group.mark), dirs }, graceMs);
+      return left.map((entry) => `pid ${entry.pid} (${entry.name})`);
+    } catch {
+      // No readable /proc: fall back to the process groups.
+    }
+  }
+  const left = await Promise.all(
+    targets.map(async (group) => {
+      signalGroup(group, "SIGTERM");
+      if (await waitUntilGone(group.pid, graceMs)) return [];
+      signalGroup(group, "SIGKILL");
+      return (await waitUntilGone(group.pid, KILL_WAIT_MS)) ? [] : [`process group ${group.pid}`];
+    }),
+  );
+  return left.flat();
+}
+
+/**
+ * The groups of `candidates` that still have a process running (Linux: one scan of /proc for all).
+ * A group whose leader has exited and whose process group is seen empty forgets its group id.
+ */
+async function aliveGroups(candidates: readonly Group[]): Promise<Set<Group>> {
+  if (candidates.length === 0) return new Set();
+  const entries = TRACKS_DESCENDANTS ? await scanProcesses().catch(() => null) : null;
+  if (entries === null) {
+    const alive = await Promise.all(candidates.map((group) => groupAlive(group.pid)));
+    return new Set(candidates.filter((_, index) => alive[index]));
+  }
+  for (const group of candidates) {
+    const exited = group.child.exitCode !== null || group.child.signalCode !== null;
+    if (exited && !entries.some((entry) => entry.pgrp === group.pid)) group.mark = { ...group.mark, pgid: null };
+  }
+  return new Set(candidates.filter((group) => selectMembers(entries, { runs: [group.mark], dirs: [] }).length > 0));
 }
 
 function signalGroup(group: Group, signal: NodeJS.Signals): void {

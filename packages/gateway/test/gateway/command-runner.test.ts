@@ -22,6 +22,7 @@ import {
   waitForTerminals,
   waitUntil,
 } from "./lifecycle-harness.ts";
+import { type EscapeKind, cwdOf, environNames, escapeScript, processGroupOf } from "../runners/helpers.ts";
 
 /** Prints its own pid, starts a grandchild that keeps appending to keep.txt in the cwd, prints its pid, waits. */
 const KEEP_WRITING = "echo $$; (while :; do echo x >> keep.txt; sleep 0.05; done) & echo $!; wait";
@@ -64,6 +65,32 @@ async function readPids(client: TestClient, runId: string): Promise<[number, num
   const [shell, grandchild] = pids as [number, number];
   killOnFinish([grandchild, shell]);
   return [shell, grandchild];
+}
+
+/** Waits for the run's first line ("$$" then one pid per escape), kills them all by pid when the test finishes, and checks that each escaped. */
+async function readEscapes(client: TestClient, runId: string, kinds: readonly EscapeKind[]): Promise<[number, number[]]> {
+  let numbers: number[] = [];
+  await waitUntil(() => {
+    const text = chatEvents(client, runId)
+      .filter((event) => event.state === "delta")
+      .map((event) => event.deltaText ?? "")
+      .join("");
+    if (!text.includes("\n")) return false;
+    numbers = (text.split("\n")[0] ?? "").trim().split(/\s+/).map(Number);
+    return true;
+  }, "the pids in the run's first line");
+  expect(numbers.every((pid) => Number.isInteger(pid) && pid > 1)).toBe(true);
+  expect(numbers).toHaveLength(1 + kinds.length);
+  killOnFinish(numbers);
+  const [shell, ...escaped] = numbers as [number, ...number[]];
+  for (const [index, kind] of kinds.entries()) {
+    const pid = escaped[index] as number;
+    expect(await processAlive(pid), `${kind} ${pid} runs`).toBe(true);
+    expect(processGroupOf(pid), `${kind} ${pid} left the group`).not.toBe(shell);
+    if (kind.endsWith("out")) await waitUntil(() => cwdOf(pid) === "/", `${kind} to chdir to /`);
+    if (kind.includes("cleared-env")) expect(environNames(pid).filter((name) => name.startsWith("OCGW_")), `${kind} ${pid} environment`).toEqual([]);
+  }
+  return [shell, escaped];
 }
 
 function fileSize(file: string): number {
@@ -153,5 +180,42 @@ describe("command runner in a gateway", () => {
     expect(withoutWorkspace.state).toBe("final");
     expect(withoutWorkspace["message"]).toMatchObject({ content: [{ type: "text", text: "/\n" }] });
     expect(ledger(gateway.store, "agent:main:nowhere").filter((lease) => lease.path !== null)).toEqual([]);
+  });
+
+  const ESCAPE = "regression: processes escaped their workspace (setsid / double fork)";
+  const KINDS = ["setsid", "double-fork", "chdir-out", "cleared-env"] as const;
+
+  it.skipIf(process.platform !== "linux")(`${ESCAPE}: sessions.delete during a run kills them all before the directory goes`, async () => {
+    const { dirs, gateway, client } = await commandGateway(escapeScript(KINDS, "sleep 300"));
+    const ack = await chatSend(client, "escape-run", "go");
+    const [shell, escaped] = await readEscapes(client, ack.runId, KINDS);
+    const [row] = ledger(gateway.store, "agent:main:escape-run");
+    const dir = row?.path as string;
+
+    expect(await call(client, "sessions.delete", { key: "escape-run" })).toMatchObject({ ok: true, deleted: true });
+
+    expect(await processAlive(shell)).toBe(false);
+    for (const [index, kind] of KINDS.entries()) expect(await processAlive(escaped[index] as number), `${kind} ${escaped[index]}`).toBe(false);
+    expect(existsSync(dir)).toBe(false);
+    expect(await processesWithCwdUnder(dirs.root)).toEqual([]);
+    expect(gateway.store.getLease(row?.leaseId as string)).toMatchObject({ state: "released", releaseReason: "delete", outcome: "removed" });
+    expect((await waitForTerminals(client, [ack.runId])).get(ack.runId)?.state).toBe("aborted");
+  });
+
+  it.skipIf(process.platform !== "linux")(`${ESCAPE}: sessions.delete after the run ended kills them all before the directory goes`, async () => {
+    const { dirs, gateway, client } = await commandGateway(escapeScript(KINDS, ""));
+    const ack = await chatSend(client, "escape-linger", "go");
+    const [shell, escaped] = await readEscapes(client, ack.runId, KINDS);
+    expect((await waitForTerminals(client, [ack.runId])).get(ack.runId)?.state).toBe("final");
+    await waitUntil(async () => !(await processAlive(shell)), "the shell to exit");
+    const [row] = ledger(gateway.store, "agent:main:escape-linger");
+    const dir = row?.path as string;
+
+    expect(await call(client, "sessions.delete", { key: "escape-linger" })).toMatchObject({ ok: true, deleted: true });
+
+    for (const [index, kind] of KINDS.entries()) expect(await processAlive(escaped[index] as number), `${kind} ${escaped[index]}`).toBe(false);
+    expect(existsSync(dir)).toBe(false);
+    expect(await processesWithCwdUnder(dirs.root)).toEqual([]);
+    expect(gateway.store.getLease(row?.leaseId as string)).toMatchObject({ state: "released", releaseReason: "delete", outcome: "removed" });
   });
 });

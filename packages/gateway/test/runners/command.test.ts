@@ -1,9 +1,25 @@
+import { spawn } from "node:child_process";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { GatewayError } from "../../src/errors.ts";
 import { type AgentRunner, type CommandRunnerOptions, createCommandRunner } from "../../src/runners/index.ts";
-import { isGone, killLeftovers, makeInput, makeTempDir, pause, rejection, removeTempDir, waitFor } from "./helpers.ts";
+import {
+  type EscapeKind,
+  cwdOf,
+  environNames,
+  escapeScript,
+  isGone,
+  killLeftovers,
+  makeInput,
+  makeTempDir,
+  pause,
+  processGroupOf,
+  rejection,
+  removeTempDir,
+  waitFor,
+  writeLeaseMarker,
+} from "./helpers.ts";
 
 const node = process.execPath;
 
@@ -41,6 +57,18 @@ describe.skipIf(process.platform === "win32")("command runner", () => {
       }
       return numbers;
     });
+  }
+
+  /** Checks that each escaped process really left: another process group, and for some the cwd or the environment too. */
+  async function expectEscaped(shell: number, escaped: readonly number[], kinds: readonly EscapeKind[]): Promise<void> {
+    for (const [index, kind] of kinds.entries()) {
+      const pid = escaped[index] as number;
+      expect(isGone(pid), `${kind} ${pid} runs`).toBe(false);
+      expect(processGroupOf(pid), `${kind} ${pid} left the group`).not.toBe(shell);
+      if (kind.endsWith("out")) await waitFor(() => cwdOf(pid) === "/", 10_000, `${kind} to chdir to /`);
+      else expect(cwdOf(pid), `${kind} ${pid} cwd`).toBe(await fs.realpath(dir as string));
+      if (kind.includes("cleared-env")) expect(environNames(pid).filter((name) => name.startsWith("OCGW_")), `${kind} ${pid} environment`).toEqual([]);
+    }
   }
 
   it("writes the message to stdin and streams stdout as deltas", async () => {
@@ -244,5 +272,65 @@ describe.skipIf(process.platform === "win32")("command runner", () => {
     const shell = Number(deltas.join("").trim());
     pids.add(shell);
     expect(isGone(shell)).toBe(true);
+  });
+
+  const ESCAPE = "regression: processes escaped their workspace (setsid / double fork)";
+
+  it.skipIf(process.platform !== "linux")(`${ESCAPE}: abort kills every descendant of the run, in its group or not`, async () => {
+    const kinds = ["setsid", "double-fork", "chdir-out", "child-cleared-env-out"] as const;
+    const { input, deltas, controller } = makeInput({ cwd: dir as string });
+    const pending = rejection(runner({ argv: ["sh", "-c", escapeScript(kinds, "sleep 300")] }).run(input));
+    const [shell, ...escaped] = (await firstLinePids(deltas, 1 + kinds.length)) as [number, ...number[]];
+    await expectEscaped(shell, escaped, kinds);
+    const reason = new Error("chat.abort");
+    controller.abort(reason);
+    expect(await pending).toBe(reason);
+    expect(isGone(shell)).toBe(true);
+    for (const [index, kind] of kinds.entries()) expect(isGone(escaped[index] as number), `${kind} ${escaped[index]}`).toBe(true);
+  });
+
+  it.skipIf(process.platform !== "linux")(`${ESCAPE}: killSession reaches escaped processes after their run ended`, async () => {
+    const kinds = ["double-fork", "chdir-out"] as const;
+    const shared = runner({ argv: ["sh", "-c", escapeScript(kinds, "")] });
+    const mine = makeInput({ cwd: dir as string, sessionKey: "agent:main:escape" });
+    await shared.run(mine.input);
+    const [shell, ...escaped] = (await firstLinePids(mine.deltas, 1 + kinds.length)) as [number, ...number[]];
+    await expectEscaped(shell, escaped, kinds);
+    await shared.killSession("agent:main:escape");
+    for (const [index, kind] of kinds.entries()) expect(isGone(escaped[index] as number), `${kind} ${escaped[index]}`).toBe(true);
+  });
+
+  it.skipIf(process.platform !== "linux")(`${ESCAPE}: killSession kills a process that cleared its environment but stayed in the session's lease directory`, async () => {
+    await writeLeaseMarker(dir as string, "agent:main:lease");
+    const kinds = ["cleared-env"] as const;
+    const shared = runner({ argv: ["sh", "-c", escapeScript(kinds, "")] });
+    const mine = makeInput({ cwd: dir as string, sessionKey: "agent:main:lease" });
+    await shared.run(mine.input);
+    const [shell, cleared] = (await firstLinePids(mine.deltas, 2)) as [number, number];
+    await expectEscaped(shell, [cleared], kinds);
+    await shared.killSession("agent:main:lease");
+    expect(isGone(cleared)).toBe(true);
+  });
+
+  it.skipIf(process.platform !== "linux")("killSession spares a process that is not the run's, even with its cwd in the workspace", async () => {
+    const workspace = dir as string;
+    // A lease marker of another session: the directory is not this session's to empty.
+    await writeLeaseMarker(workspace, "agent:main:someone-else");
+    const shared = runner({ argv: ["sh", "-c", "echo $$"] });
+    const mine = makeInput({ cwd: workspace, sessionKey: "agent:main:kept" });
+    await shared.run(mine.input);
+    // Started after the run, in its workspace, by someone else (this test), without a run token.
+    const { OCGW_RUN_TOKEN: _token, ...env } = process.env;
+    const bystander = spawn("sleep", ["300"], { cwd: workspace, env, stdio: "ignore" });
+    const pid = bystander.pid as number;
+    pids.add(pid);
+    const exited = new Promise((resolve) => bystander.once("exit", resolve));
+    await shared.killSession("agent:main:kept");
+    expect(isGone(pid)).toBe(false);
+    await shared.run(makeInput({ cwd: workspace, sessionKey: "agent:main:kept" }).input);
+    await shared.close();
+    expect(isGone(pid)).toBe(false);
+    bystander.kill("SIGKILL");
+    await exited;
   });
 });
