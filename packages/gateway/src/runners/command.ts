@@ -7,6 +7,8 @@ import { GatewayError } from "../errors.ts";
 import { abortError, runnerClosedError } from "./abort.ts";
 import { type DoomedDir, KILL_WAIT_MS, RUN_TOKEN_ENV, type RunMark, isSessionLease, killMembers, newRunToken, scanProcesses, selectMembers, startTicksOf } from "./descendants.ts";
 import type { AgentRunner, CommandRunnerOptions, RunInput, RunOutput } from "./types.ts";
+import { errnoCode } from "@ocgw/workspace";
+import { MAX_TIMER_MS } from "../config/schema.ts";
 
 export const DEFAULT_KILL_GRACE_MS = 2000;
 /** Bytes of stderr kept for the error message of a failed run. */
@@ -15,7 +17,6 @@ export const STDERR_TAIL_BYTES = 4096;
 const TRACKS_DESCENDANTS = process.platform === "linux";
 /** How often groups that outlived their run (background jobs) are checked for being gone. */
 const LINGER_POLL_MS = 1000;
-const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * One spawned program: its own process group (pgid = pid), tracked until the whole group is gone
@@ -335,11 +336,6 @@ function decodeTail(tail: Buffer): string {
   let start = 0;
   while (start < tail.length && ((tail[start] ?? 0) & 0xc0) === 0x80) start += 1;
   return tail.subarray(start).toString("utf8").trim();
-}
-
-function errnoCode(error: unknown): string | undefined {
-  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
-  return typeof code === "string" ? code : undefined;
 }
 
 /**
