@@ -9,7 +9,8 @@ export default defineConfig({
     globalSetup: ["packages/gateway/test/openclaw/install.ts"],
     pool: "forks",
     fileParallelism: false,
-    testTimeout: 300_000,
+    // About 50 s and 100 s on an idle 2-core machine; the bound only turns a hang into a failure.
+    testTimeout: 600_000,
     hookTimeout: 600_000,
     reporters: ["default", "json"],
     outputFile: { json: ".vitest-openclaw-report.json" },

@@ -115,7 +115,8 @@ async function waitReady(child: ChildProcess, output: () => string, url: string,
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`openclaw exited during start (${child.exitCode ?? child.signalCode}):\n${output().slice(-4000)}`);
     if (/\[gateway\] ready\b/.test(output())) {
       try {
-        return await connectGateway({ url, token, scopes: ["operator.read", "operator.write", "operator.admin"], timeoutMs: 10_000 });
+        // OpenClaw answers sessions.delete in 0.2–3 s on an idle machine; a loaded one (CI) takes longer.
+        return await connectGateway({ url, token, scopes: ["operator.read", "operator.write", "operator.admin"], timeoutMs: 60_000 });
       } catch {
         // Not accepting yet.
       }
