@@ -188,8 +188,13 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
         return store.getSession(target.key) as SessionRecord;
       },
       async endSession(sessionKey, reason) {
-        await runs.abortSession(sessionKey, new GatewayError("RUNNER_ABORTED", `session ${reason}`, { fix: null }));
-        await lifecycle.release(sessionKey, reason);
+        // The release is asked for at once, right after the runs are aborted and before waiting for
+        // them: a run admitted meanwhile (queued behind an aborted one) then acquires behind this
+        // release and gets a fresh workspace, instead of taking the one being released and being
+        // killed with it. The release itself still kills the session's processes before it removes anything.
+        const aborted = runs.abortSession(sessionKey, new GatewayError("RUNNER_ABORTED", `session ${reason}`, { fix: null }));
+        const released = lifecycle.release(sessionKey, reason);
+        await Promise.all([aborted, released]);
       },
       sessionRow(record) {
         const activeRunIds = runs.activeRunIds(record.key);

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
 import type { TestClient } from "../protocol/helpers.ts";
 import {
+  LONG_HANG_MS,
   call,
   chatEvents,
   chatSend,
@@ -165,6 +166,38 @@ describe("command runner in a gateway", () => {
     expect(await leaseEntries(dirs.root)).toEqual([]);
     expect(gateway.store.getLease(row?.leaseId as string)).toMatchObject({ state: "released", releaseReason: "delete", outcome: "removed" });
   });
+
+  for (const method of ["sessions.delete", "sessions.reset"] as const) {
+    it(`regression: a run sent right after ${method} during a run got the workspace being released and was killed with it`, async () => {
+      // "slow" holds its run until killed; anything else prints where it runs and exits 0.
+      const { dirs, gateway, client } = await commandGateway('msg=$(cat); pwd -P; if [ "$msg" = slow ]; then sleep 30; fi');
+      const first = await chatSend(client, "handover", "slow");
+      await waitUntil(() => chatEvents(client, first.runId).some((event) => event.state === "delta"), "the first run's program to start");
+      const [old] = ledger(gateway.store, "agent:main:handover");
+      const oldDir = old?.path as string;
+
+      // One burst: the second run is admitted while the first is being aborted, queued behind it.
+      client.sendJson({ type: "req", id: "handover-end", method, params: { key: "handover" } });
+      client.sendJson({ type: "req", id: "handover-send", method: "chat.send", params: { sessionKey: "handover", message: "after", idempotencyKey: "handover-next" } });
+      const answers = await Promise.all(["handover-end", "handover-send"].map((id) => client.next((frame) => frame.type === "res" && frame.id === id, LONG_HANG_MS)));
+      expect(answers.map((res) => res.ok)).toEqual([true, true]);
+
+      const terminals = await waitForTerminals(client, [first.runId, "handover-next"]);
+      expect(terminals.get(first.runId)?.state).toBe("aborted");
+      // It used to take the old workspace and end "error" (RUNNER_ABORTED): the release killed it.
+      const next = terminals.get("handover-next");
+      expect(next?.state).toBe("final");
+      const rows = ledger(gateway.store, "agent:main:handover");
+      expect(rows).toHaveLength(2);
+      expect(rows[0]).toMatchObject({ leaseId: old?.leaseId, state: "released", releaseReason: method === "sessions.delete" ? "delete" : "reset", outcome: "removed" });
+      expect(rows[1]?.state).toBe("live");
+      const newDir = rows[1]?.path as string;
+      expect(newDir).not.toBe(oldDir);
+      expect(next?.["message"]).toMatchObject({ content: [{ type: "text", text: `${realpathSync(newDir)}\n` }] });
+      expect(existsSync(oldDir)).toBe(false);
+      expect(await leaseEntries(dirs.root)).toEqual([path.basename(newDir)]);
+    });
+  }
 
   it("runs the program in the lease directory, and in / with workspace: false", async () => {
     const { gateway, client } = await commandGateway("pwd -P");
