@@ -21,7 +21,7 @@ export interface FsPort {
 
 export type FsPromises = Pick<
   typeof nodeFsPromises,
-  "lstat" | "stat" | "mkdir" | "readdir" | "rename" | "rm" | "open" | "chmod" | "realpath" | "unlink" | "rmdir" | "writeFile" | "readFile"
+  "lstat" | "stat" | "mkdir" | "readdir" | "opendir" | "rename" | "rm" | "open" | "chmod" | "realpath" | "unlink" | "rmdir" | "writeFile" | "readFile"
 >;
 
 /** What proper-lockfile calls on its `fs` option. */

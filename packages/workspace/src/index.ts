@@ -16,7 +16,8 @@ export { AGENT_ID_PATTERN, DEFAULT_AGENT_ID, leaseDirName, normalizeAgentId, res
 export { BOOTSTRAP_FILES, seedBootstrap, seedFromDirectory } from "./bootstrap.ts";
 export { MARKER_NAME, readMarker, type LeaseMarker } from "./marker.ts";
 export { currentUid, defaultEphemeralRoot, ensurePrivateRoot, verifyPrivateRoot } from "./root.ts";
-export { removeTree, safeRemove, type SafeRemoveResult } from "./remove.ts";
+export { safeRemove, type SafeRemoveResult } from "./remove.ts";
+export { removeTree } from "./remove-tree.ts";
 export { DEFAULT_STALE_MS, createLivenessProbe, pidExists, readProcStat, registerInstance, type InstanceHandle, type LivenessOptions, type LivenessProbe } from "./instance.ts";
 export { sweep, type LedgerClaim, type SweepEntry, type SweepOptions, type SweepProgress, type SweepResult } from "./sweep.ts";
 export { createEphemeralProvider, DEFAULT_MAX_LEASES, type EphemeralProvider, type EphemeralProviderOptions } from "./providers/ephemeral.ts";

@@ -2,6 +2,7 @@ import * as path from "node:path";
 import { WorkspaceError, describeError, errnoCode } from "./errors.ts";
 import type { FsPort } from "./fs-port.ts";
 import { TRASH_PREFIX, isDirectChild, randomSuffix } from "./paths.ts";
+import { removeTree } from "./remove-tree.ts";
 import type { DirIdentity } from "./types.ts";
 
 export interface SafeRemoveOptions {
@@ -61,7 +62,7 @@ export async function safeRemove(options: SafeRemoveOptions): Promise<SafeRemove
   }
   options.onTrash?.(trashPath, false);
   try {
-    await removeTree(fs, root, trashPath, options.trashTag);
+    await removeTree(fs, root, trashPath);
     return { outcome: "removed" };
   } catch (error) {
     return {
@@ -111,91 +112,4 @@ async function checkIdentity(
     };
   }
   return "ok";
-}
-
-/** Below this many levels (or this many path bytes) fs.rm is known to cope. */
-const CHUNK_DEPTH = 256;
-const CHUNK_PATH_BYTES = 2048;
-
-/**
- * Deletes a tree that is already ours (a trash entry). `fs.rm` removes links, never their
- * targets; when a tree is too deep for it (ENAMETOOLONG past 4,096 path bytes, stack overflow
- * near depth 2,000), the part below {@link CHUNK_DEPTH} levels is renamed to a new trash entry at
- * the root, which shortens every path, and each piece is deleted in turn. When permissions inside
- * stop the delete (a 0555 directory as non-root), directories are made writable through
- * no-follow handles and the delete is tried once more.
- */
-export async function removeTree(fs: FsPort, root: string, tree: string, trashTag: string): Promise<void> {
-  const pending = [tree];
-  let permissionFixed = false;
-  while (pending.length > 0) {
-    const current = pending.pop() as string;
-    try {
-      await fs.promises.rm(current, { recursive: true, force: true, maxRetries: 2, retryDelay: 20 });
-      continue;
-    } catch (error) {
-      const code = errnoCode(error);
-      if ((code === "EACCES" || code === "EPERM") && !permissionFixed) {
-        permissionFixed = true;
-        await makeWritable(fs, current);
-        pending.push(current);
-        continue;
-      }
-      if (!(code === "ENAMETOOLONG" || error instanceof RangeError)) throw error;
-      const deep = await findDeepDirectory(fs, current);
-      if (deep === null) throw error;
-      const hoisted = path.join(root, `${TRASH_PREFIX}${trashTag}-${randomSuffix(10)}`);
-      await fs.promises.rename(deep, hoisted);
-      pending.push(current, hoisted);
-    }
-  }
-}
-
-/** The first directory at least CHUNK_DEPTH levels (or CHUNK_PATH_BYTES bytes) below `top`, depth-first, links never followed. */
-async function findDeepDirectory(fs: FsPort, top: string): Promise<string | null> {
-  const stack: { dir: string; depth: number }[] = [{ dir: top, depth: 0 }];
-  while (stack.length > 0) {
-    const { dir, depth } = stack.pop() as { dir: string; depth: number };
-    if (depth >= CHUNK_DEPTH || Buffer.byteLength(dir) - Buffer.byteLength(top) >= CHUNK_PATH_BYTES) return dir;
-    let entries;
-    try {
-      entries = await fs.promises.readdir(dir, { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const entry of entries) {
-      if (entry.isDirectory() && !entry.isSymbolicLink()) stack.push({ dir: path.join(dir, entry.name), depth: depth + 1 });
-    }
-  }
-  return null;
-}
-
-/** u+rwx on every real directory of a tree that is ours; links are never followed or changed. */
-async function makeWritable(fs: FsPort, top: string): Promise<void> {
-  const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = fs.constants;
-  const stack = [top];
-  while (stack.length > 0) {
-    const dir = stack.pop() as string;
-    try {
-      try {
-        const handle = await fs.promises.open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-        try {
-          await handle.chmod(0o700);
-        } finally {
-          await handle.close();
-        }
-      } catch {
-        // A 0000 directory cannot be opened; chmod by path, only right after lstat says it is a real directory.
-        const st = await fs.promises.lstat(dir);
-        if (!st.isDirectory() || st.isSymbolicLink()) continue;
-        await fs.promises.chmod(dir, 0o700);
-      }
-      const entries = await fs.promises.readdir(dir, { withFileTypes: true });
-      for (const entry of entries) {
-        if (entry.isDirectory() && !entry.isSymbolicLink()) stack.push(path.join(dir, entry.name));
-      }
-    } catch {
-      // Best effort: whatever stays undeletable is reported by the caller.
-    }
-  }
 }

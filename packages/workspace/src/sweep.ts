@@ -17,7 +17,8 @@ import {
 } from "./instance.ts";
 import { readMarker } from "./marker.ts";
 import { COLLECTOR_LOCK, INSTANCES_DIR, TRASH_PREFIX, randomSuffix } from "./paths.ts";
-import { removeTree, safeRemove } from "./remove.ts";
+import { removeTree } from "./remove-tree.ts";
+import { safeRemove } from "./remove.ts";
 import { verifyPrivateRoot } from "./root.ts";
 
 export interface SweepOptions extends LivenessOptions {
@@ -339,7 +340,7 @@ async function classifyByLedger(
 async function reclaim(fs: FsPort, root: string, entry: SweepEntry, trashTag: string, claims: ReadonlyMap<string, LedgerClaim> | undefined): Promise<void> {
   if (entry.kind === "trash") {
     try {
-      await removeTree(fs, root, entry.path, trashTag);
+      await removeTree(fs, root, entry.path);
       entry.outcome = "removed";
     } catch (error) {
       entry.outcome = "failed";

@@ -124,10 +124,10 @@ describe.each(["EACCES", "ENOSPC"])("faults: %s", (errno) => {
     expect(rootEntries(r.vol)).toEqual([".instances"]);
   });
 
-  it("at removal, rm failing → outcome trashed; another instance's sweep reclaims the trash after the owner closes", async () => {
+  it("at removal, the delete failing (rmdir) → outcome trashed; another instance's sweep reclaims the trash after the owner closes", async () => {
     const r = await rig();
     const lease: WorkspaceLease = await r.provider.acquire({ key: "k" });
-    r.faults.set("rm", { code: errno });
+    r.faults.set("rmdir", { code: errno });
 
     const trashed = await r.provider.release(lease, "delete");
     expect(trashed.outcome).toBe("trashed");
@@ -140,7 +140,7 @@ describe.each(["EACCES", "ENOSPC"])("faults: %s", (errno) => {
     expect(await r.provider.list()).toEqual([]);
     await expectNothingUntracked(r);
 
-    r.faults.delete("rm");
+    r.faults.delete("rmdir");
     await r.provider.close();
     const other = await createEphemeralProvider({ root: ROOT, fs: r.port });
     onTestFinished(() => other.close());
@@ -234,7 +234,7 @@ describe("faults: the collector", () => {
     await other.close();
 
     r.faults.set("lstat", { code: "EIO", match: (target) => target === lease.path });
-    r.faults.set("rm", { code: "EBUSY", match: (target) => target === trash });
+    r.faults.set("rmdir", { code: "EBUSY", match: (target) => target === trash });
     const result = await sweep({ root: ROOT, fs: r.port, instance: r.provider.instance });
     const byName = new Map(result.entries.map((entry) => [entry.path, entry]));
     expect(byName.get(lease.path as string)).toMatchObject({ kind: "unknown", action: "report", reason: "cannot inspect (EIO)" });
@@ -330,22 +330,31 @@ describe("faults: permissions inside a workspace", () => {
     expect((vol.readdirSync(ROOT) as string[]).map(String)).toEqual([".instances"]);
   });
 
-  it("a tree that stays undeletable is left as trash after one fix-up attempt, not retried forever", async () => {
+  it("a tree holding a file that stays undeletable is left as trash, not retried forever", async () => {
     const r = await rig();
     const lease = await r.provider.acquire({ key: "k" });
-    r.faults.set("rm", { code: "EPERM" });
+    r.faults.set("unlink", { code: "EPERM" });
     const result = await r.provider.release(lease, "delete");
     expect(result.outcome).toBe("trashed");
     expectWorkspaceError(result.error, "WS_REMOVE_FAILED", "EPERM");
   });
 
-  it("ENAMETOOLONG from rm on a tree that is not deep ends as trash, not as a loop", async () => {
+  it("a trash entry that never empties (a writer still at work) ends as trash after three passes, not as a loop", async () => {
     const r = await rig();
     const lease = await r.provider.acquire({ key: "k" });
-    r.faults.set("rm", { code: "ENAMETOOLONG" });
+    let attempts = 0;
+    r.faults.set("rmdir", {
+      code: "ENOTEMPTY",
+      match: (target) => {
+        const trash = path.dirname(target) === ROOT && path.basename(target).startsWith(".trash-");
+        if (trash) attempts += 1;
+        return trash;
+      },
+    });
     const result = await r.provider.release(lease, "delete");
     expect(result.outcome).toBe("trashed");
-    expectWorkspaceError(result.error, "WS_REMOVE_FAILED", "ENAMETOOLONG");
+    expectWorkspaceError(result.error, "WS_REMOVE_FAILED", "ENOTEMPTY");
+    expect(attempts).toBe(3);
     await expectNothingUntracked(r);
   });
 

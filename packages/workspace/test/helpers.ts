@@ -1,6 +1,7 @@
 import * as nodeFs from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { performance } from "node:perf_hooks";
 import * as path from "node:path";
 import { Volume, createFsFromVolume } from "memfs";
 import { onTestFinished } from "vitest";
@@ -131,3 +132,51 @@ export const HOSTILE_KEYS: readonly string[] = [
   "Main",
   "main",
 ];
+
+/** Levels of one chain in {@link deepTree}: its deepest path stays near 1 KB. */
+const CHAIN_LEVELS = 500;
+
+/**
+ * Builds `<dir>/c0/d/…/d/c1/d/…` at least `depth` directories deep, though no path handed to the
+ * file system is longer than about 1 KB: chains of 500 levels are made side by side, then each is
+ * renamed into the bottom of the one before. `atBottom` is called with the (still short) path of
+ * the deepest directory before the chains are nested, to plant things there.
+ */
+export async function deepTree(dir: string, depth: number, atBottom?: (bottom: string) => Promise<void>): Promise<void> {
+  const tail = Array.from({ length: CHAIN_LEVELS - 1 }, () => "d").join(path.sep);
+  const chains = Math.ceil(depth / CHAIN_LEVELS);
+  for (let i = 0; i < chains; i++) await mkdir(path.join(dir, `c${i}`, tail), { recursive: true });
+  await atBottom?.(path.join(dir, `c${chains - 1}`, tail));
+  for (let i = chains - 1; i > 0; i--) await rename(path.join(dir, `c${i}`), path.join(dir, `c${i - 1}`, tail, `c${i}`));
+}
+
+export interface EventLoopWatch {
+  /** Stops watching; what was seen meanwhile. */
+  stop(): { ticks: number; longestGapMs: number; mostFsRequests: number };
+}
+
+/**
+ * Watches the event loop while something runs: `ticks` of a 10 ms interval, `longestGapMs`, the
+ * longest wait between two ticks (or since the last one), and `mostFsRequests`, the most fs
+ * requests in flight at any tick (`process.getActiveResourcesInfo`). Nothing spins: the loop stays
+ * idle between ticks, so the watch does not steal the CPU it measures.
+ */
+export function watchEventLoop(): EventLoopWatch {
+  let ticks = 0;
+  let longestGapMs = 0;
+  let mostFsRequests = 0;
+  let last = performance.now();
+  const interval = setInterval(() => {
+    const now = performance.now();
+    longestGapMs = Math.max(longestGapMs, now - last);
+    last = now;
+    ticks += 1;
+    mostFsRequests = Math.max(mostFsRequests, process.getActiveResourcesInfo().filter((name) => name.startsWith("FSReq")).length);
+  }, 10);
+  return {
+    stop() {
+      clearInterval(interval);
+      return { ticks, mostFsRequests, longestGapMs: Math.max(longestGapMs, performance.now() - last) };
+    },
+  };
+}
