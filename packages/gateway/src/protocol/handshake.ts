@@ -1,11 +1,19 @@
 /**
- * The `connect` request: params, protocol range, shared-secret auth and granted scopes.
- * Pure functions; the server sends the reply and closes the socket.
+ * The handshake. {@link evaluateConnect} (pure) judges a `connect` request: params, protocol
+ * range, shared-secret auth and granted scopes. {@link createHandshake} handles a peer's first
+ * frame: it answers hello-ok and opens the peer, or answers a coded error and closes the socket
+ * with the matching close code. The challenge, the pre-auth size limit and the handshake timeout
+ * belong to the connection (connection.ts).
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import { GatewayError } from "../errors.ts";
-import { PROTOCOL_VERSION, connectParamsSchema, formatIssues } from "./frames.ts";
+import type { MethodTable } from "./dispatch.ts";
+import { PROTOCOL_VERSION, connectParamsSchema, formatIssues, parseJson, requestFrameSchema } from "./frames.ts";
+import type { ProtocolLimits } from "./limits.ts";
+import { clearHandshakeTimer } from "./peer.ts";
+import type { Connection, Peer, PeerRegistry } from "./peer.ts";
 import { DEFAULT_SCOPES } from "./scopes.ts";
+import type { Sender } from "./sender.ts";
 
 /** WebSocket close codes the gateway uses (upstream §1.4). */
 export const CLOSE_NORMAL = 1000;
@@ -109,4 +117,93 @@ export function evaluateConnect(rawParams: unknown, token: string | undefined): 
     client,
     caps: new Set(params.caps ?? []),
   };
+}
+
+export interface HandshakeOptions {
+  /** Shared secret; undefined = no auth. */
+  token: string | undefined;
+  serverVersion: string;
+  /** Its names are advertised in hello-ok features.methods. */
+  methods: MethodTable;
+  /** Advertised in hello-ok features.events. */
+  events: readonly string[];
+  /** Merged into hello-ok.snapshot over the defaults (presence [], health, stateVersion, uptimeMs). */
+  snapshot(): Record<string, unknown>;
+  limits: Required<ProtocolLimits>;
+  /** When the server started (ms since the epoch), for the default snapshot uptimeMs. */
+  startedAt: number;
+  peers: PeerRegistry;
+  sender: Sender;
+  log: (line: string) => void;
+}
+
+/** The hello-ok payload for a connection that was just accepted; throws when `snapshot()` does. */
+function buildHelloOk(conn: Connection, options: HandshakeOptions): Record<string, unknown> {
+  const { limits } = options;
+  const now = Date.now();
+  return {
+    type: "hello-ok",
+    protocol: PROTOCOL_VERSION,
+    server: { version: options.serverVersion, connId: conn.connId },
+    features: { methods: Object.keys(options.methods), events: [...options.events] },
+    snapshot: {
+      presence: [],
+      health: { ok: true, ts: now },
+      stateVersion: { presence: 0, health: 0 },
+      uptimeMs: now - options.startedAt,
+      ...options.snapshot(),
+    },
+    auth: { role: "operator", scopes: [...conn.scopes], method: options.token === undefined ? "none" : "token" },
+    policy: { maxPayload: limits.maxPayloadBytes, maxBufferedBytes: limits.maxBufferedBytes, tickIntervalMs: limits.tickIntervalMs },
+  };
+}
+
+function refuse(options: HandshakeOptions, peer: Peer, id: string, error: unknown, closeCode: number, reason: string): void {
+  options.sender.respondError(peer, id, error);
+  options.sender.close(peer, closeCode, reason);
+}
+
+/**
+ * A peer's first frame. Not a request: close 1008. Not `connect`: INVALID_HANDSHAKE, close 1008.
+ * Rejected by {@link evaluateConnect}: its error and close code. A snapshot that throws: its
+ * error, close 1011. Otherwise the peer opens and gets hello-ok.
+ */
+function handleHandshakeFrame(options: HandshakeOptions, peer: Peer, text: string): void {
+  const { sender, log } = options;
+  const frame = requestFrameSchema.safeParse(parseJson(text));
+  if (!frame.success) {
+    log(`gateway ws ${peer.remote}: first frame is not a request; closing`);
+    sender.close(peer, CLOSE_POLICY_VIOLATION, "invalid handshake");
+    return;
+  }
+  const { id, method } = frame.data;
+  if (method !== "connect") {
+    const error = new GatewayError("INVALID_HANDSHAKE", "invalid handshake: first request must be connect", { fix: null });
+    refuse(options, peer, id, error, CLOSE_POLICY_VIOLATION, error.message);
+    return;
+  }
+  const verdict = evaluateConnect(frame.data.params, options.token);
+  if (verdict.kind === "rejected") {
+    log(`gateway ws ${peer.remote}: connect rejected: ${verdict.error.message}`);
+    refuse(options, peer, id, verdict.error, verdict.closeCode, verdict.error.message);
+    return;
+  }
+  const conn: Connection = { connId: randomUUID(), scopes: verdict.scopes, client: verdict.client, caps: verdict.caps, data: new Map() };
+  let hello: Record<string, unknown>;
+  try {
+    hello = buildHelloOk(conn, options);
+  } catch (error) {
+    log(`gateway hello-ok snapshot failed: ${(error as Error).message}`);
+    refuse(options, peer, id, error, CLOSE_INTERNAL_ERROR, "internal error");
+    return;
+  }
+  clearHandshakeTimer(peer);
+  options.peers.opened(peer, conn);
+  log(`gateway ws connected conn=${conn.connId} client=${conn.client.id}/${conn.client.mode} scopes=${[...conn.scopes].join(",")}`);
+  sender.respond(peer, id, true, hello);
+}
+
+/** The handler of a peer's first frame (see {@link handleHandshakeFrame} for the outcomes). */
+export function createHandshake(options: HandshakeOptions): (peer: Peer, text: string) => void {
+  return (peer, text) => handleHandshakeFrame(options, peer, text);
 }

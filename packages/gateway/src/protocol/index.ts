@@ -1,14 +1,11 @@
-export { defineMethod, startProtocolServer, DEFAULT_LIMITS } from "./server.ts";
-export type {
-  BroadcastOptions,
-  Connection,
-  MethodContext,
-  MethodSpec,
-  MethodTable,
-  ProtocolLimits,
-  ProtocolServer,
-  ProtocolServerOptions,
-} from "./server.ts";
+export { startProtocolServer } from "./server.ts";
+export type { ProtocolServer, ProtocolServerOptions } from "./server.ts";
+export { DEFAULT_LIMITS } from "./limits.ts";
+export type { ProtocolLimits } from "./limits.ts";
+export { defineMethod } from "./dispatch.ts";
+export type { MethodContext, MethodSpec, MethodTable } from "./dispatch.ts";
+export type { BroadcastOptions } from "./broadcast.ts";
+export type { Connection } from "./peer.ts";
 export { PROTOCOL_VERSION, failureReply, formatIssues, jsonPointer } from "./frames.ts";
 export type { ConnectParams, EventFrame, FailureReply, RequestFrame, ResponseFrame } from "./frames.ts";
 export { DEFAULT_SCOPES, OPERATOR_SCOPES, defaultEventScope, hasScope, isScope } from "./scopes.ts";

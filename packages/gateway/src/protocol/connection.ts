@@ -1,0 +1,93 @@
+/**
+ * One accepted socket from upgrade to close (the receiving side): registers the peer, sends the
+ * `connect.challenge`, arms the handshake timeout, enforces the pre-auth frame limit, and routes
+ * each frame by phase (handshake → the handshake handler, open → dispatch, otherwise dropped).
+ * On close it forgets the peer, aborts its handlers' signal and settles `peer.closed`.
+ */
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { RawData, WebSocket } from "ws";
+import type { RequestHandler } from "./dispatch.ts";
+import { encodeEvent } from "./frames.ts";
+import { CLOSE_NORMAL, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG } from "./handshake.ts";
+import type { ProtocolLimits } from "./limits.ts";
+import { clearHandshakeTimer, createPeer } from "./peer.ts";
+import type { Peer, PeerRegistry } from "./peer.ts";
+import type { Sender } from "./sender.ts";
+
+export interface ConnectionDeps {
+  limits: Required<ProtocolLimits>;
+  peers: PeerRegistry;
+  sender: Sender;
+  /** True once the server is closing: a socket accepted now is closed 1012 at once. */
+  isClosing(): boolean;
+  /** The peer's first frame (already checked against `preauthMaxBytes`). */
+  onHandshakeFrame(peer: Peer, text: string): void;
+  onRequestFrame: RequestHandler;
+  log: (line: string) => void;
+}
+
+function rawDataToBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/** Bookkeeping that runs whatever the phase: errors, pongs, and the close. */
+function trackSocket(peer: Peer, deps: ConnectionDeps): void {
+  const { ws, remote } = peer;
+  ws.on("error", (error) => deps.log(`gateway ws ${remote} error: ${error.message}`));
+  ws.on("pong", () => {
+    peer.alive = true;
+  });
+  ws.on("close", (code, reason) => {
+    const wasOpen = peer.conn !== undefined;
+    peer.phase = "closed";
+    clearHandshakeTimer(peer);
+    deps.peers.remove(peer);
+    peer.abort.abort();
+    if (wasOpen) deps.log(`gateway ws closed conn=${peer.conn?.connId ?? "-"} code=${code} reason=${reason.toString("utf8")}`);
+    peer.settleClosed();
+  });
+}
+
+function receive(peer: Peer, deps: ConnectionDeps): void {
+  peer.ws.on("message", (data, _isBinary) => {
+    const buffer = rawDataToBuffer(data);
+    if (peer.phase === "handshake") {
+      if (buffer.length > deps.limits.preauthMaxBytes) {
+        deps.log(`gateway ws ${peer.remote}: pre-auth frame of ${buffer.length} bytes; closing`);
+        deps.sender.close(peer, CLOSE_TOO_BIG, "preauth payload too large");
+        return;
+      }
+      deps.onHandshakeFrame(peer, buffer.toString("utf8"));
+    } else if (peer.phase === "open" && peer.conn !== undefined) {
+      deps.onRequestFrame(peer, peer.conn, buffer.toString("utf8"));
+    }
+  });
+}
+
+function armHandshakeTimeout(peer: Peer, deps: ConnectionDeps): void {
+  peer.handshakeTimer = setTimeout(() => {
+    peer.handshakeTimer = undefined;
+    if (peer.phase === "handshake") {
+      deps.log(`gateway ws ${peer.remote}: handshake timeout`);
+      deps.sender.close(peer, CLOSE_NORMAL, "");
+    }
+  }, deps.limits.handshakeTimeoutMs);
+}
+
+/** Takes over a socket the server just accepted. */
+export function acceptConnection(ws: WebSocket, request: IncomingMessage, deps: ConnectionDeps): void {
+  const remote = `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`;
+  const peer = createPeer(ws, remote);
+  deps.peers.add(peer);
+  trackSocket(peer, deps);
+  if (deps.isClosing()) {
+    deps.sender.close(peer, CLOSE_SERVICE_RESTART, "service restart");
+    return;
+  }
+  receive(peer, deps);
+  armHandshakeTimeout(peer, deps);
+  deps.sender.write(peer, encodeEvent("connect.challenge", JSON.stringify({ nonce: randomUUID(), ts: Date.now() }), undefined));
+}
