@@ -1,7 +1,7 @@
 import { platform } from "node:os";
 import { WebSocket } from "ws";
 import { GatewayError, type WireError } from "../errors.ts";
-import { GATEWAY_VERSION } from "../gateway.ts";
+import { GATEWAY_VERSION } from "../version.ts";
 import { PROTOCOL_VERSION } from "../protocol/frames.ts";
 
 /** Default bound on connecting, the handshake and each call, in ms. */
