@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import * as path from "node:path";
-import { type InstanceHandle, type LedgerClaim, type SweepProgress, type SweepResult, createLivenessProbe, readMarker, nodeFsPort, safeRemove, sweep } from "@ocgw/workspace";
+import { type InstanceHandle, type LedgerClaim, type SweepProgress, type SweepResult, createLivenessProbe, memoizeLiveness, readMarker, nodeFsPort, safeRemove, sweep } from "@ocgw/workspace";
 import type { Store } from "./store/index.ts";
 
 export interface CollectorOptions {
@@ -90,13 +90,7 @@ export function createCollector(options: CollectorOptions): Collector {
 
   async function reconcile(removedBySweep: ReadonlySet<string>): Promise<number> {
     if (store === undefined) return 0;
-    const alive = new Map<string, Promise<boolean>>();
-    const isAlive = (id: string): Promise<boolean> => {
-      if (instance !== undefined && id === instance.id) return Promise.resolve(!instance.closed);
-      let known = alive.get(id);
-      if (known === undefined) alive.set(id, (known = probe.isAlive(id)));
-      return known;
-    };
+    const isAlive = memoizeLiveness(probe, instance);
     let closed = 0;
     for (const row of store.listLeases({ states: [...OPEN_STATES] })) {
       if (row.instanceId === null || (await isAlive(row.instanceId))) continue;

@@ -18,7 +18,7 @@ export { MARKER_NAME, readMarker, type LeaseMarker } from "./marker.ts";
 export { currentUid, defaultEphemeralRoot, ensurePrivateRoot, verifyPrivateRoot } from "./root.ts";
 export { safeRemove, type SafeRemoveResult } from "./remove.ts";
 export { removeTree } from "./remove-tree.ts";
-export { DEFAULT_STALE_MS, createLivenessProbe, pidExists, readProcStat, registerInstance, type InstanceHandle, type LivenessOptions, type LivenessProbe } from "./instance.ts";
+export { DEFAULT_STALE_MS, createLivenessProbe, memoizeLiveness, pidExists, readProcStat, registerInstance, type InstanceHandle, type LivenessOptions, type LivenessProbe } from "./instance.ts";
 export { sweep, type LedgerClaim, type SweepEntry, type SweepOptions, type SweepProgress, type SweepResult } from "./sweep.ts";
 export { createEphemeralProvider, DEFAULT_MAX_LEASES, type EphemeralProvider, type EphemeralProviderOptions } from "./providers/ephemeral.ts";
 export { createPersistentProvider, type PersistentProviderOptions } from "./providers/persistent.ts";

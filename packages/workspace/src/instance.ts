@@ -208,6 +208,24 @@ export function createLivenessProbe(options: { root: string; fs?: FsPort | undef
   };
 }
 
+/**
+ * `probe.isAlive` memoised for one pass (a sweep, a reconcile, a listing): each instance is
+ * probed at most once, concurrent callers share the probe. `self`, when given, is answered
+ * without probing: alive until it is closed. Make a new one per pass; results do not expire.
+ */
+export function memoizeLiveness(probe: LivenessProbe, self?: InstanceHandle): (instanceId: string) => Promise<boolean> {
+  const cache = new Map<string, Promise<boolean>>();
+  return (id) => {
+    if (self !== undefined && id === self.id) return Promise.resolve(!self.closed);
+    let known = cache.get(id);
+    if (known === undefined) {
+      known = probe.isAlive(id);
+      cache.set(id, known);
+    }
+    return known;
+  };
+}
+
 /** The instance lock as a prober sees it; `unclear` when it cannot be checked. */
 async function lockState(fs: FsPort, root: string, id: string, staleMs: number): Promise<"fresh" | "stale" | "missing" | "unclear"> {
   try {

@@ -7,11 +7,11 @@ import { type FsPort, nodeFsPort } from "./fs-port.ts";
 import {
   type InstanceHandle,
   type LivenessOptions,
-  type LivenessProbe,
   createLivenessProbe,
   currentProcess,
   forgetInstance,
   listInstanceIds,
+  memoizeLiveness,
   processIdentityFields,
   processProvenDead,
 } from "./instance.ts";
@@ -258,19 +258,6 @@ async function readCollectorRecords(fs: FsPort, root: string, mine: string | nul
       }
     }),
   );
-}
-
-function memoizeLiveness(probe: LivenessProbe, self: InstanceHandle | undefined): (id: string) => Promise<boolean> {
-  const cache = new Map<string, Promise<boolean>>();
-  return (id) => {
-    if (self !== undefined && id === self.id) return Promise.resolve(!self.closed);
-    let known = cache.get(id);
-    if (known === undefined) {
-      known = probe.isAlive(id);
-      cache.set(id, known);
-    }
-    return known;
-  };
 }
 
 const TRASH_NAME = /^\.trash-([a-z0-9-]{8,64})-[a-z0-9]{10}$/;

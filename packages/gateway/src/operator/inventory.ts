@@ -1,6 +1,6 @@
 import { lstat } from "node:fs/promises";
 import * as path from "node:path";
-import { createLivenessProbe, sweep } from "@ocgw/workspace";
+import { createLivenessProbe, memoizeLiveness, sweep } from "@ocgw/workspace";
 import type { GatewayClient } from "../client/connect.ts";
 import { remoteErrorCode, remoteErrorOf } from "../client/connect.ts";
 import type { GcSummary } from "../collector.ts";
@@ -200,13 +200,7 @@ export async function listWorkspaces(options: OfflineOptions & InventoryOptions 
     instanceId: entry.instanceId ?? null,
     createdAt: entry.createdAt ?? null,
   }));
-  const probe = createLivenessProbe({ root: target.root, staleMs: target.staleMs });
-  const known = new Map<string, Promise<boolean>>();
-  const isAlive = (id: string): Promise<boolean> => {
-    let alive = known.get(id);
-    if (alive === undefined) known.set(id, (alive = probe.isAlive(id)));
-    return alive;
-  };
+  const isAlive = memoizeLiveness(createLivenessProbe({ root: target.root, staleMs: target.staleMs }));
   const rows = await merge({ openLeases, releasedLeases, entries, isAlive, activeSessions: undefined, orphansOnly, now });
   return { source: "offline", root: target.root, ledger: store !== undefined, rows, counts: countStates(rows) };
 }
