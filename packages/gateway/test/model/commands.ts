@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import fc from "fast-check";
 import { afterCollectionViolations, afterGracefulStopViolations, stepViolations, throwIfAny } from "./invariants.ts";
-import { type Behaviour, HANG_TIMEOUT_MS, KEYS, type Key, type ModelSystem, type SentRequest, type SessionMode, canonicalKey, newRunId, runnerProcesses } from "./system.ts";
+import { type Behaviour, HANG_TIMEOUT_MS, KEYS, type Key, type ModelSystem, type SessionMode, canonicalKey, newRunId, runnerProcesses } from "./system.ts";
 
 export interface Model {
   /** Each session's workspace mode, as far as the requests so far decide it. */
@@ -34,9 +34,10 @@ function modeAfterTurn(mode: SessionMode, key: Key, workspace: boolean): Session
   return key === "main" ? "agent" : "ephemeral";
 }
 
-/** Pipelined delete/reset requests of a session still unanswered: they may race anything sent after them. */
-function racing(system: ModelSystem, key: string, except: SentRequest): boolean {
-  return system.requests.some((request) => request !== except && request.pipelined && request.key === key && request.conn === except.conn && !request.conn.client.received.some((frame) => frame.type === "res" && frame.id === request.id));
+/** Whether a pipelined request of the session is still unanswered: it may race anything sent now. */
+function racing(system: ModelSystem, key: string): boolean {
+  const conn = system.current().conn;
+  return system.requests.some((request) => request.pipelined && request.key === key && request.conn === conn && !conn.client.received.some((frame) => frame.type === "res" && frame.id === request.id));
 }
 
 function summary(frame: { ok?: boolean; payload?: unknown; error?: { details?: unknown } } | undefined): string {
@@ -67,20 +68,24 @@ abstract class Step implements Command {
   abstract toString(): string;
 }
 
-/** chat.send on a key; `workspace: false` runs the turn without a workspace. */
+/** chat.send on a key; `workspace: false` runs the turn without a workspace; pipelined: the next command is sent without waiting for the ack. */
 export class ChatSend extends Step {
   readonly key: Key;
   readonly behaviour: Behaviour;
   readonly workspace: boolean;
-  constructor(key: Key, behaviour: Behaviour, workspace: boolean) {
+  readonly pipelined: boolean;
+  constructor(key: Key, behaviour: Behaviour, workspace: boolean, pipelined: boolean) {
     super();
     this.key = key;
     this.behaviour = behaviour;
     this.workspace = workspace;
+    this.pipelined = pipelined;
   }
   protected async act(model: Model, system: ModelSystem): Promise<string> {
     const runId = newRunId();
-    const mode = modeAfterTurn(model.modes[this.key], this.key, this.workspace);
+    const before = model.modes[this.key];
+    // Pipelined onto an absent session, a request sent after it may create the session first.
+    const mode = this.pipelined && before === "absent" ? "uncertain" : modeAfterTurn(before, this.key, this.workspace);
     const request = system.send(
       "chat.send",
       {
@@ -90,17 +95,18 @@ export class ChatSend extends Step {
         ...(this.workspace ? {} : { workspace: false }),
         ...(this.behaviour === "hang" ? { timeoutMs: HANG_TIMEOUT_MS } : {}),
       },
-      { key: canonicalKey(this.key), run: { runId, kind: "chat", key: canonicalKey(this.key), behaviour: this.behaviour, workspace: this.workspace, mode } },
+      { key: canonicalKey(this.key), pipelined: this.pipelined, run: { runId, kind: "chat", key: canonicalKey(this.key), behaviour: this.behaviour, workspace: this.workspace, mode } },
     );
-    const ack = await system.response(request);
+    const ack = this.pipelined ? undefined : await system.response(request);
     // The session is created before the run is admitted, so also when RUN_QUEUE_FULL refuses it.
     model.modes[this.key] = mode;
     model.runs += 1;
-    if (ack?.ok === true && this.behaviour === "slow") model.closedGates.push(runId);
-    return `run ${runId}: ${summary(ack)}`;
+    // A pipelined slow run's gate may be opened whether or not it is admitted: a gate nobody waits for is harmless.
+    if ((this.pipelined || ack?.ok === true) && this.behaviour === "slow") model.closedGates.push(runId);
+    return `run ${runId}: ${this.pipelined ? "sent, not awaited" : summary(ack)}`;
   }
   toString(): string {
-    return `chat.send(${this.key}, ${this.behaviour}${this.workspace ? "" : ", workspace:false"})`;
+    return `chat.send(${this.key}, ${this.behaviour}${this.workspace ? "" : ", workspace:false"}${this.pipelined ? ", pipelined" : ""})`;
   }
 }
 
@@ -109,15 +115,19 @@ export class Agent extends Step {
   readonly key: Key;
   readonly behaviour: Behaviour;
   readonly workspace: boolean;
-  constructor(key: Key, behaviour: Behaviour, workspace: boolean) {
+  readonly pipelined: boolean;
+  constructor(key: Key, behaviour: Behaviour, workspace: boolean, pipelined: boolean) {
     super();
     this.key = key;
     this.behaviour = behaviour;
     this.workspace = workspace;
+    this.pipelined = pipelined;
   }
   protected async act(model: Model, system: ModelSystem): Promise<string> {
     const runId = newRunId();
-    const mode = modeAfterTurn(model.modes[this.key], this.key, this.workspace);
+    const before = model.modes[this.key];
+    // Pipelined onto an absent session, a request sent after it may create the session first.
+    const mode = this.pipelined && before === "absent" ? "uncertain" : modeAfterTurn(before, this.key, this.workspace);
     const request = system.send(
       "agent",
       {
@@ -127,16 +137,16 @@ export class Agent extends Step {
         ...(this.workspace ? {} : { workspace: false }),
         ...(this.behaviour === "hang" ? { timeout: 1 } : {}),
       },
-      { key: canonicalKey(this.key), run: { runId, kind: "agent", key: canonicalKey(this.key), behaviour: this.behaviour, workspace: this.workspace, mode } },
+      { key: canonicalKey(this.key), pipelined: this.pipelined, run: { runId, kind: "agent", key: canonicalKey(this.key), behaviour: this.behaviour, workspace: this.workspace, mode } },
     );
-    const accepted = await system.response(request);
+    const accepted = this.pipelined ? undefined : await system.response(request);
     model.modes[this.key] = mode;
     model.runs += 1;
-    if (accepted?.ok === true && this.behaviour === "slow") model.closedGates.push(runId);
-    return `run ${runId}: ${summary(accepted)}`;
+    if ((this.pipelined || accepted?.ok === true) && this.behaviour === "slow") model.closedGates.push(runId);
+    return `run ${runId}: ${this.pipelined ? "sent, not awaited" : summary(accepted)}`;
   }
   toString(): string {
-    return `agent(${this.key}, ${this.behaviour}${this.workspace ? "" : ", workspace:false"})`;
+    return `agent(${this.key}, ${this.behaviour}${this.workspace ? "" : ", workspace:false"}${this.pipelined ? ", pipelined" : ""})`;
   }
 }
 
@@ -173,6 +183,7 @@ export class EndSession extends Step {
   }
   protected async act(model: Model, system: ModelSystem): Promise<string> {
     const key = canonicalKey(this.key);
+    const raced = racing(system, key);
     const request = system.send(this.method, { key: this.key }, { key, pipelined: this.pipelined });
     if (this.pipelined) {
       model.modes[this.key] = "uncertain";
@@ -180,10 +191,10 @@ export class EndSession extends Step {
     }
     const answer = await system.response(request);
     const before = model.modes[this.key];
-    if (racing(system, key, request)) model.modes[this.key] = "uncertain";
+    if (raced) model.modes[this.key] = "uncertain";
     else if (this.method === "sessions.delete") model.modes[this.key] = "absent";
     else if (before === "absent") model.modes[this.key] = this.key === "main" ? "agent" : "ephemeral";
-    if (answer !== undefined) {
+    if (answer !== undefined && !raced) {
       // Every run of the session was admitted before this was sent: none holds or takes a workspace now.
       const instanceId = system.current().instanceId;
       const open = system.ledger().filter((row) => row.sessionKey === key && row.instanceId === instanceId && (row.state === "acquiring" || row.state === "live" || row.state === "releasing"));
@@ -313,13 +324,14 @@ export class Crash extends Step {
 const behaviour = fc.constantFrom<Behaviour>("ok", "ok", "ok", "slow", "slow", "fail", "hang", "spawn");
 const key = fc.constantFrom<Key>(...KEYS, "alpha");
 const workspace = fc.constantFrom(true, true, true, true, false);
+const pipelined = fc.constantFrom(false, false, false, true);
 
 /** The command generators; the long form adds child gateways and their SIGKILL. */
 export function commandArbitraries(long: boolean): fc.Arbitrary<Command>[] {
   const next = long ? fc.constantFrom<"inproc" | "child">("inproc", "child") : fc.constant<"inproc" | "child">("inproc");
   const weighted: fc.WeightedArbitrary<Command>[] = [
-    { weight: 8, arbitrary: fc.tuple(key, behaviour, workspace).map(([k, b, w]) => new ChatSend(k, b, w)) },
-    { weight: 3, arbitrary: fc.tuple(key, behaviour, workspace).map(([k, b, w]) => new Agent(k, b, w)) },
+    { weight: 8, arbitrary: fc.tuple(key, behaviour, workspace, pipelined).map(([k, b, w, p]) => new ChatSend(k, b, w, p)) },
+    { weight: 3, arbitrary: fc.tuple(key, behaviour, workspace, pipelined).map(([k, b, w, p]) => new Agent(k, b, w, p)) },
     { weight: 2, arbitrary: fc.tuple(key, fc.constantFrom<"all" | "latest">("all", "latest")).map(([k, t]) => new Abort(k, t)) },
     { weight: 2, arbitrary: fc.tuple(key, fc.boolean()).map(([k, p]) => new EndSession("sessions.delete", k, p)) },
     { weight: 2, arbitrary: fc.tuple(key, fc.boolean()).map(([k, p]) => new EndSession("sessions.reset", k, p)) },

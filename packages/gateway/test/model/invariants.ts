@@ -129,6 +129,22 @@ function unendedRuns(view: ConnView, key: string, at: number): string[] {
   return found;
 }
 
+/**
+ * Runs of a session that may have been in its lane when `refused` was refused at frame `at`: sent
+ * on the connection before that answer arrived, admitted (whenever the ack came: pipelined acks
+ * may arrive in another order), and not ended before it. Counting generously keeps the check sound.
+ */
+function possiblyQueued(view: ConnView, key: string, refused: SentRequest, at: number): string[] {
+  const found: string[] = [];
+  for (const request of view.requests) {
+    const run = request.run;
+    if (run === undefined || request === refused || run.key !== key || request.sentAt > at || !view.acks.has(run.runId)) continue;
+    const terminal = view.terminals.get(run.runId)?.[0];
+    if (terminal === undefined || terminal > at) found.push(run.runId);
+  }
+  return found;
+}
+
 /** The run (on any connection) with this id. */
 function findRun(system: ModelSystem, runId: string): SentRequest | undefined {
   return system.requests.find((request) => request.run?.runId === runId);
@@ -169,7 +185,7 @@ function checkResponses(system: ModelSystem, view: ConnView, out: string[]): voi
         if (first?.ok === true) {
           if (firstPayload["runId"] !== run.runId || firstPayload["status"] !== status) out.push(`${label} ack is ${JSON.stringify(firstPayload)}, expected runId ${run.runId} status ${status}`);
         } else if (errorCode(first) === "RUN_QUEUE_FULL") {
-          const unended = unendedRuns(view, run.key, indexes[0] as number);
+          const unended = possiblyQueued(view, run.key, request, indexes[0] as number);
           if (unended.length < system.settings.maxQueuedRuns + 1) {
             out.push(`${label} refused with RUN_QUEUE_FULL while only ${unended.length} run(s) of ${run.key} were admitted and not ended (maxQueuedRuns ${system.settings.maxQueuedRuns})`);
           }

@@ -1,8 +1,9 @@
 /**
  * A model-based test of the whole workspace lifecycle (fast-check `fc.commands`): random sequences
  * over three keys of chat.send (with and without `workspace: false`), agent, chat.abort,
- * sessions.delete, sessions.reset (awaited or pipelined), agent.wait, workspaces.gc, idle expiry,
- * runner success, failure, timeout and slow runs (real `sh` processes), and graceful restarts; the
+ * sessions.delete, sessions.reset (each awaited or pipelined), agent.wait, workspaces.gc, idle
+ * expiry, runner success, failure, timeout, slow runs and background jobs (real `sh` processes),
+ * and graceful restarts; the
  * long form adds child gateways that are SIGKILLed by pid and restarted. The invariants
  * (invariants.ts) are checked after every step and, strictly, at quiescence.
  *
@@ -12,7 +13,7 @@
  *
  * Environment:
  *   OCGW_MODEL_RUNS=<n>   the long form: n sequences of up to 40 commands, child gateways and SIGKILL
- *                         (unset: the short form, 15 sequences of up to 20 commands, in-process only)
+ *                         (unset: the short form, 30 sequences of up to 30 commands, in-process only)
  *   OCGW_MODEL_SEED=<s>   fast-check's seed (printed by a failure), with
  *   OCGW_MODEL_PATH=<p>   its path, to replay one counterexample
  */
