@@ -1,6 +1,8 @@
 import { existsSync } from "node:fs";
+import { realpath } from "node:fs/promises";
 import * as path from "node:path";
-import { type InstanceHandle, type LedgerClaim, type SweepProgress, type SweepResult, createLivenessProbe, memoizeLiveness, readMarker, nodeFsPort, safeRemove, sweep } from "@ocgw/workspace";
+import { type InstanceHandle, type LedgerClaim, type SweepEntry, type SweepProgress, type SweepResult, createLivenessProbe, memoizeLiveness, readMarker, nodeFsPort, safeRemove, sweep } from "@ocgw/workspace";
+import { killMembers } from "./runners/descendants.ts";
 import type { Store } from "./store/index.ts";
 
 export interface CollectorOptions {
@@ -19,6 +21,24 @@ export interface CollectorOptions {
   /** Extra upkeep before each real (not dry-run) collection: the gateway retries failed releases and prunes old runs. */
   housekeeping?(): Promise<void>;
   log?(line: string): void;
+}
+
+/** SIGTERM, then SIGKILL after this long, for processes still working in a dead instance's workspace. */
+const ORPHAN_KILL_GRACE_MS = 1000;
+
+/**
+ * A crashed gateway's runs outlive it: before a dead instance's directory is removed, every
+ * process of ours still working in it (its cwd inside; on Linux, through /proc) is stopped, with
+ * its descendants. The directory is private to ocgw (0700), so whatever works there is a dead
+ * gateway's run. Elsewhere nothing can be found and removal goes ahead. Rejects (and the sweep
+ * leaves the entry for the next pass) when a process survives SIGKILL.
+ */
+async function stopProcessesIn(entry: SweepEntry): Promise<void> {
+  if (process.platform !== "linux") return;
+  const dir = await realpath(entry.path).catch(() => undefined);
+  if (dir === undefined) return;
+  const survivors = await killMembers({ runs: [], dirs: [{ dir, sinceTicks: null, anyToken: true }] }, ORPHAN_KILL_GRACE_MS);
+  if (survivors.length > 0) throw new Error(`processes still running in it after SIGKILL: ${survivors.map((entry) => `${entry.pid} (${entry.name})`).join(", ")}`);
 }
 
 export interface CollectorReport {
@@ -112,7 +132,7 @@ export function createCollector(options: CollectorOptions): Collector {
 
   async function collect(dryRun: boolean, onProgress?: (progress: SweepProgress) => void): Promise<CollectorReport> {
     if (!dryRun) await options.housekeeping?.().catch((error: unknown) => options.log?.(`housekeeping: ${error instanceof Error ? error.message : String(error)}`));
-    const result = await sweep({ root, instance, dryRun, staleMs: options.staleMs, onProgress, claims: ledgerClaims() });
+    const result = await sweep({ root, instance, dryRun, staleMs: options.staleMs, onProgress, claims: ledgerClaims(), beforeReclaim: stopProcessesIn });
     const removed = new Set(result.entries.filter((entry) => entry.outcome === "removed").map((entry) => entry.path));
     const ledgerReconciled = dryRun ? 0 : await reconcile(removed);
     if (!dryRun && (result.reclaimed > 0 || ledgerReconciled > 0 || result.failed > 0)) {

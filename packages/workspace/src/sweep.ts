@@ -39,6 +39,13 @@ export interface SweepOptions extends LivenessOptions {
    * instance is proven dead. Without a matching claim it is only reported.
    */
   claims?: ReadonlyMap<string, LedgerClaim> | undefined;
+  /**
+   * Called right before a dead instance's entry (lease or trash) is removed: the gateway kills the
+   * processes still working in it (a crashed gateway's runs outlive it). If it rejects, the entry
+   * is left for the next sweep (`outcome: "failed"`): nothing is removed under a process that could
+   * not be stopped.
+   */
+  beforeReclaim?: ((entry: SweepEntry) => Promise<void>) | undefined;
   fs?: FsPort | undefined;
 }
 
@@ -146,7 +153,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
       toReclaim.map((entry) =>
         limit(async () => {
           if (dryRun) entry.outcome = "planned";
-          else await reclaim(fs, root, entry, options.instance?.id ?? `collector-${randomSuffix(8)}`, options.claims);
+          else if (await stopped(entry, options.beforeReclaim)) await reclaim(fs, root, entry, options.instance?.id ?? `collector-${randomSuffix(8)}`, options.claims);
           options.onProgress?.({ phase: "reclaim", done: ++removed, total: toReclaim.length, entry });
         }),
       ),
@@ -322,6 +329,18 @@ async function classifyByLedger(
   return (await alive(claim.instanceId))
     ? { ...base, ...details, kind: "lease", action: "keep", reason: `owner instance is alive (${why}; the ledger proves it ours)` }
     : { ...base, ...details, kind: "lease", action: "reclaim", reason: `owner instance is dead (${why}; the ledger proves it ours: path, device and inode)` };
+}
+
+/** Runs the `beforeReclaim` hook; false (the entry marked failed) when it rejects. */
+async function stopped(entry: SweepEntry, hook: SweepOptions["beforeReclaim"]): Promise<boolean> {
+  try {
+    await hook?.(entry);
+    return true;
+  } catch (error) {
+    entry.outcome = "failed";
+    entry.error = new WorkspaceError("WS_REMOVE_FAILED", `Not removing "${entry.path}": ${describeError(error)}`, { cause: error, path: entry.path });
+    return false;
+  }
 }
 
 async function reclaim(fs: FsPort, root: string, entry: SweepEntry, trashTag: string, claims: ReadonlyMap<string, LedgerClaim> | undefined): Promise<void> {

@@ -51,6 +51,11 @@ export interface DoomedDir {
   readonly dir: string;
   /** Start time (clock ticks after boot) of the session's first run there; older processes are spared. */
   readonly sinceTicks: number | null;
+  /**
+   * Every process working in it counts, whatever run token it carries: a dead gateway's lease
+   * directory (private to ocgw, 0700), whose runs' tokens died with that gateway.
+   */
+  readonly anyToken?: boolean | undefined;
 }
 
 export interface SweepTarget {
@@ -163,9 +168,10 @@ function matchesRun(entry: ProcessEntry, target: SweepTarget, tokens: ReadonlySe
 
 function matchesDir(entry: ProcessEntry, target: SweepTarget, tokens: ReadonlySet<string>): boolean {
   // A process that carries another run's token belongs to that run, wherever it is.
-  if (entry.cwd === null || (entry.token !== null && !tokens.has(entry.token))) return false;
+  if (entry.cwd === null) return false;
   const cwd = entry.cwd;
-  return target.dirs.some((doomed) => inside(cwd, doomed.dir) && (doomed.sinceTicks === null || entry.startTicks >= doomed.sinceTicks));
+  const foreignToken = entry.token !== null && !tokens.has(entry.token);
+  return target.dirs.some((doomed) => (doomed.anyToken === true || !foreignToken) && inside(cwd, doomed.dir) && (doomed.sinceTicks === null || entry.startTicks >= doomed.sinceTicks));
 }
 
 /** The entries that count as the target's (see the module comment), descendants included. */

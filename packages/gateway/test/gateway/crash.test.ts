@@ -7,9 +7,9 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
 import * as path from "node:path";
 import { MARKER_NAME, leaseDirName } from "@ocgw/workspace";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { withTimeout } from "../protocol/helpers.ts";
-import { type ChildGateway, chatSend, connectAdmin, gatewayConfig, leaseEntries, ledger, makeDirs, readLedger, spawnGatewayChild, startTestGateway, waitForTerminals } from "./lifecycle-harness.ts";
+import { type ChildGateway, chatSend, connectAdmin, gatewayConfig, leaseEntries, ledger, makeDirs, processAlive, readLedger, spawnGatewayChild, startTestGateway, waitForTerminals } from "./lifecycle-harness.ts";
 
 /** Opens `count` sessions with live ephemeral workspaces on a child gateway; returns their directories. */
 async function openSessions(child: ChildGateway, root: string, count: number, prefix: string): Promise<string[]> {
@@ -140,5 +140,39 @@ describe("crash recovery", () => {
     const again = await gateway.collect();
     expect(again.sweep).toMatchObject({ reclaimed: 0, reported: 2, failed: 0 });
     expect(existsSync(lookalike) && existsSync(swappedDir)).toBe(true);
+  });
+});
+
+// Regression (found by the model-based lifecycle test): a SIGKILLed gateway's runs outlive it, and
+// the next start's collector removed their workspace while they still ran inside it.
+describe.runIf(process.platform === "linux")("a crashed gateway's runs", () => {
+  it("are stopped before the next start's collector removes the workspace they still work in", async () => {
+    const dirs = await makeDirs();
+    // The run leaves a process working in its workspace, then ends.
+    const runner = { kind: "command" as const, command: { argv: ["sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & echo $!"] } };
+    const child = await spawnGatewayChild(gatewayConfig({ ...dirs, idleTtlMs: 600_000, runner }));
+    const client = await connectAdmin(child.url);
+    const ack = await chatSend(client, "orphaned", "start");
+    const terminal = (await waitForTerminals(client, [ack.runId])).get(ack.runId);
+    expect(terminal?.state).toBe("final");
+    const text = ((terminal?.["message"] as { content: { text: string }[] } | undefined)?.content[0]?.text ?? "").trim();
+    const pid = Number(text);
+    expect(Number.isInteger(pid) && pid > 0, `the background pid in "${text}"`).toBe(true);
+    onTestFinished(() => {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // gone, as it should be
+      }
+    });
+    const [leaseDir] = (await leaseEntries(dirs.root)).map((name) => path.join(dirs.root, name));
+    client.ws.terminate();
+    await sigkill(child);
+    expect(await processAlive(pid), "the run's process outlives the SIGKILLed gateway").toBe(true);
+
+    const next = await startTestGateway({ ...dirs, idleTtlMs: 600_000 });
+    await next.startupCollection;
+    expect(await processAlive(pid), "stopped before its workspace was removed").toBe(false);
+    expect(existsSync(leaseDir as string)).toBe(false);
   });
 });
