@@ -68,14 +68,20 @@ abstract class Step implements Command {
   abstract toString(): string;
 }
 
-/** chat.send on a key; `workspace: false` runs the turn without a workspace; pipelined: the next command is sent without waiting for the ack. */
-export class ChatSend extends Step {
+/**
+ * A turn on a key: `chat.send`, or `agent` (an accepted reply now, its final reply when the run
+ * ends). `workspace: false` runs it without a workspace; pipelined: the next command is sent
+ * without waiting for the first reply.
+ */
+export class Turn extends Step {
+  readonly method: "chat.send" | "agent";
   readonly key: Key;
   readonly behaviour: Behaviour;
   readonly workspace: boolean;
   readonly pipelined: boolean;
-  constructor(key: Key, behaviour: Behaviour, workspace: boolean, pipelined: boolean) {
+  constructor(method: "chat.send" | "agent", key: Key, behaviour: Behaviour, workspace: boolean, pipelined: boolean) {
     super();
+    this.method = method;
     this.key = key;
     this.behaviour = behaviour;
     this.workspace = workspace;
@@ -86,67 +92,28 @@ export class ChatSend extends Step {
     const before = model.modes[this.key];
     // Pipelined onto an absent session, a request sent after it may create the session first.
     const mode = this.pipelined && before === "absent" ? "uncertain" : modeAfterTurn(before, this.key, this.workspace);
+    const hang = this.method === "agent" ? { timeout: 1 } : { timeoutMs: HANG_TIMEOUT_MS };
     const request = system.send(
-      "chat.send",
+      this.method,
       {
         sessionKey: this.key,
         message: this.behaviour === "slow" ? `slow ${runId}` : this.behaviour,
         idempotencyKey: runId,
         ...(this.workspace ? {} : { workspace: false }),
-        ...(this.behaviour === "hang" ? { timeoutMs: HANG_TIMEOUT_MS } : {}),
+        ...(this.behaviour === "hang" ? hang : {}),
       },
-      { key: canonicalKey(this.key), pipelined: this.pipelined, run: { runId, kind: "chat", key: canonicalKey(this.key), behaviour: this.behaviour, workspace: this.workspace, mode } },
+      { key: canonicalKey(this.key), pipelined: this.pipelined, run: { runId, kind: this.method === "agent" ? "agent" : "chat", key: canonicalKey(this.key), behaviour: this.behaviour, workspace: this.workspace, mode } },
     );
-    const ack = this.pipelined ? undefined : await system.response(request);
+    const first = this.pipelined ? undefined : await system.response(request);
     // The session is created before the run is admitted, so also when RUN_QUEUE_FULL refuses it.
     model.modes[this.key] = mode;
     model.runs += 1;
     // A pipelined slow run's gate may be opened whether or not it is admitted: a gate nobody waits for is harmless.
-    if ((this.pipelined || ack?.ok === true) && this.behaviour === "slow") model.closedGates.push(runId);
-    return `run ${runId}: ${this.pipelined ? "sent, not awaited" : summary(ack)}`;
+    if ((this.pipelined || first?.ok === true) && this.behaviour === "slow") model.closedGates.push(runId);
+    return `run ${runId}: ${this.pipelined ? "sent, not awaited" : summary(first)}`;
   }
   toString(): string {
-    return `chat.send(${this.key}, ${this.behaviour}${this.workspace ? "" : ", workspace:false"}${this.pipelined ? ", pipelined" : ""})`;
-  }
-}
-
-/** The `agent` method: an accepted reply now, its final reply when the run ends. */
-export class Agent extends Step {
-  readonly key: Key;
-  readonly behaviour: Behaviour;
-  readonly workspace: boolean;
-  readonly pipelined: boolean;
-  constructor(key: Key, behaviour: Behaviour, workspace: boolean, pipelined: boolean) {
-    super();
-    this.key = key;
-    this.behaviour = behaviour;
-    this.workspace = workspace;
-    this.pipelined = pipelined;
-  }
-  protected async act(model: Model, system: ModelSystem): Promise<string> {
-    const runId = newRunId();
-    const before = model.modes[this.key];
-    // Pipelined onto an absent session, a request sent after it may create the session first.
-    const mode = this.pipelined && before === "absent" ? "uncertain" : modeAfterTurn(before, this.key, this.workspace);
-    const request = system.send(
-      "agent",
-      {
-        sessionKey: this.key,
-        message: this.behaviour === "slow" ? `slow ${runId}` : this.behaviour,
-        idempotencyKey: runId,
-        ...(this.workspace ? {} : { workspace: false }),
-        ...(this.behaviour === "hang" ? { timeout: 1 } : {}),
-      },
-      { key: canonicalKey(this.key), pipelined: this.pipelined, run: { runId, kind: "agent", key: canonicalKey(this.key), behaviour: this.behaviour, workspace: this.workspace, mode } },
-    );
-    const accepted = this.pipelined ? undefined : await system.response(request);
-    model.modes[this.key] = mode;
-    model.runs += 1;
-    if ((this.pipelined || accepted?.ok === true) && this.behaviour === "slow") model.closedGates.push(runId);
-    return `run ${runId}: ${this.pipelined ? "sent, not awaited" : summary(accepted)}`;
-  }
-  toString(): string {
-    return `agent(${this.key}, ${this.behaviour}${this.workspace ? "" : ", workspace:false"}${this.pipelined ? ", pipelined" : ""})`;
+    return `${this.method}(${this.key}, ${this.behaviour}${this.workspace ? "" : ", workspace:false"}${this.pipelined ? ", pipelined" : ""})`;
   }
 }
 
@@ -330,8 +297,8 @@ const pipelined = fc.constantFrom(false, false, false, true);
 export function commandArbitraries(long: boolean): fc.Arbitrary<Command>[] {
   const next = long ? fc.constantFrom<"inproc" | "child">("inproc", "child") : fc.constant<"inproc" | "child">("inproc");
   const weighted: fc.WeightedArbitrary<Command>[] = [
-    { weight: 8, arbitrary: fc.tuple(key, behaviour, workspace, pipelined).map(([k, b, w, p]) => new ChatSend(k, b, w, p)) },
-    { weight: 3, arbitrary: fc.tuple(key, behaviour, workspace, pipelined).map(([k, b, w, p]) => new Agent(k, b, w, p)) },
+    { weight: 8, arbitrary: fc.tuple(key, behaviour, workspace, pipelined).map(([k, b, w, p]) => new Turn("chat.send", k, b, w, p)) },
+    { weight: 3, arbitrary: fc.tuple(key, behaviour, workspace, pipelined).map(([k, b, w, p]) => new Turn("agent", k, b, w, p)) },
     { weight: 2, arbitrary: fc.tuple(key, fc.constantFrom<"all" | "latest">("all", "latest")).map(([k, t]) => new Abort(k, t)) },
     { weight: 2, arbitrary: fc.tuple(key, fc.boolean()).map(([k, p]) => new EndSession("sessions.delete", k, p)) },
     { weight: 2, arbitrary: fc.tuple(key, fc.boolean()).map(([k, p]) => new EndSession("sessions.reset", k, p)) },
