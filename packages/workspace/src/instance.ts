@@ -7,6 +7,7 @@ import { z } from "zod";
 import { WorkspaceError, describeError, errnoCode } from "./errors.ts";
 import { type FsPort, nodeFsPort } from "./fs-port.ts";
 import { INSTANCES_DIR } from "./paths.ts";
+import { readProcStat } from "./proc-stat.ts";
 
 /**
  * Liveness timing. A live instance refreshes its lock every `heartbeatMs`; one silent for
@@ -262,21 +263,6 @@ export function currentProcess(): ProcessIdentity {
  * What /proc/<pid>/stat says about a process on this machine: its state letter (field 3) and its
  * start time in clock ticks after boot (field 22). Null when unknown: not Linux, gone, or hidden.
  */
-/** A process's state letter and start time (`/proc/<pid>/stat` fields 3 and 22); null where it cannot be read (gone, or not Linux). */
-export function readProcStat(pid: number): { state: string; startTicks: number } | null {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return null;
-  }
-  // The command name (field 2) is in parentheses and may hold spaces or ")": count from the last ")".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const state = fields[0]; // field 3
-  const startTicks = fields[19]; // field 22
-  return state !== undefined && startTicks !== undefined && /^\d+$/.test(startTicks) ? { state, startTicks: Number(startTicks) } : null;
-}
-
 /**
  * What the pid fast path can prove about a process. `unknown` unless it ran on this host, boot and
  * pid namespace (Linux). There, `dead` when its pid no longer exists, exists with another start

@@ -17,10 +17,9 @@
  * a service that is not a descendant at all (systemd-run, at, a container daemon).
  */
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { readFile, readdir, readlink, stat } from "node:fs/promises";
 import * as path from "node:path";
-import { nodeFsPort, readMarker } from "@ocgw/workspace";
+import { nodeFsPort, parseProcStat, readMarker, readProcStat } from "@ocgw/workspace";
 
 /** The environment variable that carries a run's token to every descendant. */
 export const RUN_TOKEN_ENV = "OCGW_RUN_TOKEN";
@@ -76,39 +75,13 @@ export interface ProcessEntry {
   readonly token: string | null;
 }
 
-interface ProcStat {
-  readonly state: string;
-  readonly ppid: number;
-  readonly pgrp: number;
-  readonly startTicks: number;
-  readonly name: string;
-}
-
 export function newRunToken(): string {
   return randomUUID();
 }
 
 /** `pid`'s start time in clock ticks after boot; null where it cannot be read (not Linux, gone). */
 export function startTicksOf(pid: number): number | null {
-  return readStat(pid)?.startTicks ?? null;
-}
-
-/** Fields 2 to 5 and 22 of /proc/<pid>/stat; null when unreadable. */
-function parseStat(text: string): ProcStat | null {
-  // The command name is in parentheses and may itself hold spaces or ")": count from the last ")".
-  const close = text.lastIndexOf(")");
-  const fields = text.slice(close + 2).split(" ");
-  const [state, ppid, pgrp, startTicks] = [fields[0], Number(fields[1]), Number(fields[2]), Number(fields[19])];
-  if (state === undefined || !Number.isInteger(ppid) || !Number.isInteger(pgrp) || !Number.isInteger(startTicks)) return null;
-  return { state, ppid, pgrp, startTicks, name: text.slice(text.indexOf("(") + 1, close) };
-}
-
-function readStat(pid: number): ProcStat | null {
-  try {
-    return parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return null;
-  }
+  return readProcStat(pid)?.startTicks ?? null;
 }
 
 /** This process and its ancestors: never signalled, whatever they carry. */
@@ -116,7 +89,7 @@ function selfAndAncestors(): Set<number> {
   const spared = new Set<number>();
   for (let pid = process.pid; pid > 0 && !spared.has(pid) && spared.size < 256; ) {
     spared.add(pid);
-    pid = readStat(pid)?.ppid ?? 0;
+    pid = readProcStat(pid)?.ppid ?? 0;
   }
   return spared;
 }
@@ -135,7 +108,7 @@ async function readEntry(pid: number, uid: number): Promise<ProcessEntry | null>
   try {
     // /proc/<pid> belongs to the process's effective uid (root's when it is not dumpable).
     if ((await stat(`/proc/${pid}`)).uid !== uid) return null;
-    const parsed = parseStat(await readFile(`/proc/${pid}/stat`, "utf8"));
+    const parsed = parseProcStat(await readFile(`/proc/${pid}/stat`, "utf8"));
     // A zombie is dead, only waiting to be reaped: it counts as gone.
     if (parsed === null || parsed.state === "Z" || parsed.state === "X") return null;
     const [cwd, environ] = await Promise.all([readlink(`/proc/${pid}/cwd`).catch(() => null), readFile(`/proc/${pid}/environ`).catch(() => null)]);
@@ -193,7 +166,7 @@ export function selectMembers(entries: readonly ProcessEntry[], target: SweepTar
 
 /** True once `entry` is gone: no such pid, a new process under its pid, or a zombie. */
 function isGone(entry: ProcessEntry): boolean {
-  const now = readStat(entry.pid);
+  const now = readProcStat(entry.pid);
   return now === null || now.startTicks !== entry.startTicks || now.state === "Z" || now.state === "X";
 }
 
