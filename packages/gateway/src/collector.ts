@@ -27,18 +27,29 @@ export interface CollectorOptions {
 const ORPHAN_KILL_GRACE_MS = 1000;
 
 /**
- * A crashed gateway's runs outlive it: before a dead instance's directory is removed, every
- * process of ours still working in it (its cwd inside; on Linux, through /proc) is stopped, with
- * its descendants. The directory is private to ocgw (0700), so whatever works there is a dead
- * gateway's run. Elsewhere nothing can be found and removal goes ahead. Rejects (and the sweep
- * leaves the entry for the next pass) when a process survives SIGKILL.
+ * A crashed gateway's runs outlive it: before dead instances' directories are removed, every
+ * process of ours still working in one (its cwd inside; on Linux, through /proc) is stopped, with
+ * its descendants, in one kill loop for all of them. The directories are private to ocgw (0700), so
+ * whatever works there is a dead gateway's run. Elsewhere nothing can be found and removal goes
+ * ahead. Resolves with the directories a process survived SIGKILL in: they stay for the next pass.
  */
-async function stopProcessesIn(entry: SweepEntry): Promise<void> {
-  if (process.platform !== "linux") return;
-  const dir = await realpath(entry.path).catch(() => undefined);
-  if (dir === undefined) return;
-  const survivors = await killMembers({ runs: [], dirs: [{ dir, sinceTicks: null, anyToken: true }] }, ORPHAN_KILL_GRACE_MS);
-  if (survivors.length > 0) throw new Error(`processes still running in it after SIGKILL: ${survivors.map((entry) => `${entry.pid} (${entry.name})`).join(", ")}`);
+async function stopProcessesIn(entries: readonly SweepEntry[]): Promise<ReadonlyMap<string, string>> {
+  if (process.platform !== "linux") return new Map();
+  const dirs = new Map<string, string>();
+  for (const entry of entries) {
+    const real = await realpath(entry.path).catch(() => undefined);
+    if (real !== undefined) dirs.set(real, entry.path);
+  }
+  if (dirs.size === 0) return new Map();
+  const survivors = await killMembers({ runs: [], dirs: [...dirs.keys()].map((dir) => ({ dir, sinceTicks: null, anyToken: true })) }, ORPHAN_KILL_GRACE_MS);
+  const blocked = new Map<string, string>();
+  for (const [dir, entryPath] of dirs) {
+    const inside = survivors.filter((proc) => proc.cwd !== null && (proc.cwd === dir || proc.cwd.startsWith(`${dir}${path.sep}`)));
+    if (inside.length > 0) blocked.set(entryPath, `processes still running in it after SIGKILL: ${inside.map((proc) => `${proc.pid} (${proc.name})`).join(", ")}`);
+  }
+  // A survivor found only through the process tree (its cwd elsewhere) keeps every directory: its run's is unknown.
+  if (survivors.length > 0 && blocked.size === 0) for (const entryPath of dirs.values()) blocked.set(entryPath, `processes still running after SIGKILL: ${survivors.map((proc) => proc.pid).join(", ")}`);
+  return blocked;
 }
 
 export interface CollectorReport {

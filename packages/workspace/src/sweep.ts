@@ -40,12 +40,13 @@ export interface SweepOptions extends LivenessOptions {
    */
   claims?: ReadonlyMap<string, LedgerClaim> | undefined;
   /**
-   * Called right before a dead instance's entry (lease or trash) is removed: the gateway kills the
-   * processes still working in it (a crashed gateway's runs outlive it). If it rejects, the entry
-   * is left for the next sweep (`outcome: "failed"`): nothing is removed under a process that could
-   * not be stopped.
+   * Called once, before the dead instances' entries (leases and trash) are removed, with all of
+   * them: the gateway kills the processes still working in them (a crashed gateway's runs outlive
+   * it). It resolves with why each entry it could not clear must stay, by path; those are left for
+   * the next sweep (`outcome: "failed"`), so nothing is removed under a process that could not be
+   * stopped. If it rejects, every entry stays.
    */
-  beforeReclaim?: ((entry: SweepEntry) => Promise<void>) | undefined;
+  beforeReclaim?: ((entries: readonly SweepEntry[]) => Promise<ReadonlyMap<string, string>>) | undefined;
   fs?: FsPort | undefined;
 }
 
@@ -148,12 +149,13 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
       ),
     );
     const toReclaim = entries.filter((entry) => entry.action === "reclaim");
+    const blocked = dryRun ? new Map<string, string>() : await blockers(toReclaim, options.beforeReclaim);
     let removed = 0;
     await Promise.all(
       toReclaim.map((entry) =>
         limit(async () => {
           if (dryRun) entry.outcome = "planned";
-          else if (await stopped(entry, options.beforeReclaim)) await reclaim(fs, root, entry, options.instance?.id ?? `collector-${randomSuffix(8)}`, options.claims);
+          else if (!isBlocked(entry, blocked)) await reclaim(fs, root, entry, options.instance?.id ?? `collector-${randomSuffix(8)}`, options.claims);
           options.onProgress?.({ phase: "reclaim", done: ++removed, total: toReclaim.length, entry });
         }),
       ),
@@ -331,16 +333,23 @@ async function classifyByLedger(
     : { ...base, ...details, kind: "lease", action: "reclaim", reason: `owner instance is dead (${why}; the ledger proves it ours: path, device and inode)` };
 }
 
-/** Runs the `beforeReclaim` hook; false (the entry marked failed) when it rejects. */
-async function stopped(entry: SweepEntry, hook: SweepOptions["beforeReclaim"]): Promise<boolean> {
+/** Runs the `beforeReclaim` hook once: why each entry must stay, by path (every entry when it rejects). */
+async function blockers(entries: readonly SweepEntry[], hook: SweepOptions["beforeReclaim"]): Promise<ReadonlyMap<string, string>> {
+  if (hook === undefined || entries.length === 0) return new Map();
   try {
-    await hook?.(entry);
-    return true;
+    return await hook(entries);
   } catch (error) {
-    entry.outcome = "failed";
-    entry.error = new WorkspaceError("WS_REMOVE_FAILED", `Not removing "${entry.path}": ${describeError(error)}`, { cause: error, path: entry.path });
-    return false;
+    return new Map(entries.map((entry) => [entry.path, describeError(error)]));
   }
+}
+
+/** Marks an entry the hook could not clear as failed; true when it must stay. */
+function isBlocked(entry: SweepEntry, blocked: ReadonlyMap<string, string>): boolean {
+  const why = blocked.get(entry.path);
+  if (why === undefined) return false;
+  entry.outcome = "failed";
+  entry.error = new WorkspaceError("WS_REMOVE_FAILED", `Not removing "${entry.path}": ${why}`, { path: entry.path });
+  return true;
 }
 
 async function reclaim(fs: FsPort, root: string, entry: SweepEntry, trashTag: string, claims: ReadonlyMap<string, LedgerClaim> | undefined): Promise<void> {
