@@ -32,7 +32,6 @@ export function unreadable(detail: string, file: string, cause?: unknown): Gatew
   return new GatewayError("LEGACY_UNREADABLE", detail, { details: { path: file }, ...(cause === undefined ? {} : { cause }) });
 }
 
-export { isRecord };
 
 /** The host as OpenClaw sees it from `env`. */
 export function openClawHost(env: NodeJS.ProcessEnv, cwd: string, homedir = os.homedir()): OpenClawHost {

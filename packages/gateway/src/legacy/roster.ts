@@ -2,7 +2,8 @@ import * as path from "node:path";
 import { normalizeAgentId } from "@ocgw/workspace";
 import { z } from "zod";
 import { GatewayError } from "../errors.ts";
-import { type OpenClawHost, isRecord, resolveUserPath } from "./openclaw-config.ts";
+import { isRecord } from "../util/guards.ts";
+import { type OpenClawHost, resolveUserPath } from "./openclaw-config.ts";
 
 /**
  * OpenClaw's agents as its config names them, in both roster forms (`agents.entries.<id>`, the

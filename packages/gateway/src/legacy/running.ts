@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
-import { readFile, readdir, realpath } from "node:fs/promises";
+import { access, readFile, readdir, realpath } from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { currentUid, pidExists, readProcStat } from "@ocgw/workspace";
-import { isRecord } from "./openclaw-config.ts";
+import { isRecord } from "../util/guards.ts";
 
 /**
  * Whether an OpenClaw 2026.9 gateway is running on (writing to) a state dir. Two signals, either
@@ -52,7 +52,7 @@ async function lifecycleEvidence(stateDir: string, options: ProbeOptions): Promi
   const dir = path.join(options.runtimeDir ?? (process.platform === "win32" ? path.join(os.homedir(), "AppData", "Local", "OpenClaw", "locks") : "/tmp"), uid === undefined ? "openclaw-state-locks" : `openclaw-state-locks-${uid}`);
   const hash = createHash("sha256").update(await canonical(path.join(stateDir, "state", "openclaw.sqlite"))).digest("hex").slice(0, 8);
   const file = path.join(dir, `gateway-lifecycle.${hash}.lock.sqlite`);
-  const present = await readFile(file).then(
+  const present = await access(file).then(
     () => true,
     () => false,
   );

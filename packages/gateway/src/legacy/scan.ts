@@ -6,7 +6,7 @@ import { GatewayError } from "../errors.ts";
 import { mapLimit } from "../operator/common.ts";
 import { type LegacyContext, buildLegacyContext } from "./context.ts";
 import { type LegacyEntry, type LegacyItem, decideEntry } from "./decide.ts";
-import { openClawHost } from "./openclaw-config.ts";
+import { type OpenClawHost, openClawHost, resolveUserPath } from "./openclaw-config.ts";
 import type { OpenClawAgent } from "./roster.ts";
 
 /** The trash tag of legacy removals: entries are renamed to `.trash-ocgw-legacy-<random>` next to where they were. */
@@ -75,14 +75,16 @@ function unreadableDir(given: string, error: unknown): GatewayError {
   return new GatewayError("LEGACY_UNREADABLE", `Cannot scan the OpenClaw state directory ${given}: ${why}`, { details: { path: given }, cause: error });
 }
 
+/** OpenClaw's view of the host, from the scan's options. */
+function hostOf(options: LegacyScanOptions): OpenClawHost {
+  return openClawHost(options.env ?? process.env, path.resolve(options.cwd ?? process.cwd()), options.homedir ?? os.homedir());
+}
+
 /** The state dir's real path, and the other spellings OpenClaw may have hashed into sandbox names. */
 export async function resolveStateDir(options: LegacyScanOptions): Promise<{ real: string; aliases: string[] }> {
-  const env = options.env ?? process.env;
-  const cwd = path.resolve(options.cwd ?? process.cwd());
-  const host = openClawHost(env, cwd, options.homedir ?? os.homedir());
-  const expand = (value: string): string => (value === "~" || value.startsWith("~/") ? path.join(host.homedir, value.slice(1)) : path.resolve(cwd, value));
-  const fromEnv = env["OPENCLAW_STATE_DIR"]?.trim();
-  const given = expand(options.dir ?? fromEnv ?? path.join(host.homedir, ".openclaw"));
+  const host = hostOf(options);
+  const fromEnv = host.env["OPENCLAW_STATE_DIR"]?.trim();
+  const given = resolveUserPath(options.dir ?? fromEnv ?? path.join(host.homedir, ".openclaw"), host);
   let real: string;
   try {
     real = await realpath(given);
@@ -90,7 +92,7 @@ export async function resolveStateDir(options: LegacyScanOptions): Promise<{ rea
   } catch (error) {
     throw unreadableDir(given, error);
   }
-  const spellings = [given, ...(fromEnv ? [expand(fromEnv)] : []), path.join(host.homedir, ".openclaw")];
+  const spellings = [given, ...(fromEnv ? [resolveUserPath(fromEnv, host)] : []), path.join(host.homedir, ".openclaw")];
   const aliases: string[] = [];
   for (const spelling of spellings) if ((await realpath(spelling).catch(() => undefined)) === real) aliases.push(spelling);
   return { real, aliases: [...new Set(aliases)] };
@@ -98,9 +100,7 @@ export async function resolveStateDir(options: LegacyScanOptions): Promise<{ rea
 
 /** The context a scan or a removal decides with. */
 export async function legacyContext(options: LegacyScanOptions, stateDir: { real: string; aliases: readonly string[] }): Promise<LegacyContext> {
-  const env = options.env ?? process.env;
-  const host = openClawHost(env, path.resolve(options.cwd ?? process.cwd()), options.homedir ?? os.homedir());
-  return buildLegacyContext({ stateDir: stateDir.real, stateDirAliases: stateDir.aliases, host, idleDays: options.idleDays, force: options.force, lockDir: options.lockDir, now: (options.now ?? Date.now)() });
+  return buildLegacyContext({ stateDir: stateDir.real, stateDirAliases: stateDir.aliases, host: hostOf(options), idleDays: options.idleDays, force: options.force, lockDir: options.lockDir, now: (options.now ?? Date.now)() });
 }
 
 function identityOf(st: { dev: bigint; ino: bigint }): DirIdentity {

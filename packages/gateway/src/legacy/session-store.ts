@@ -3,7 +3,7 @@ import * as path from "node:path";
 import type { DatabaseSync } from "node:sqlite";
 import JSON5 from "json5";
 import { errnoCode } from "@ocgw/workspace";
-import { isRecord } from "./openclaw-config.ts";
+import { isRecord } from "../util/guards.ts";
 import type { SandboxSession } from "./sandbox-names.ts";
 import { hasColumns, withSqliteSnapshot } from "./sqlite-snapshot.ts";
 

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import * as path from "node:path";
 import type { DatabaseSync } from "node:sqlite";
 import { errnoCode } from "@ocgw/workspace";
-import { isRecord } from "./openclaw-config.ts";
+import { isRecord } from "../util/guards.ts";
 import { sandboxDirName } from "./sandbox-names.ts";
 import type { HashIndex } from "./seeded.ts";
 import { hasColumns, withSqliteSnapshot } from "./sqlite-snapshot.ts";
