@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import * as nodeFs from "node:fs";
 import { mkdir, mkdtemp, readFile, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -179,4 +180,21 @@ export function watchEventLoop(): EventLoopWatch {
       return { ticks, mostFsRequests, longestGapMs: Math.max(longestGapMs, performance.now() - last) };
     },
   };
+}
+
+/** The unprivileged uid/gid tests run code as when they run as root (root ignores permission bits). */
+export const NOBODY = 65_534;
+
+/**
+ * Why uid 65534 cannot run this Node on `script` here, or null when it can. A checkout inside a
+ * directory only its owner may enter (a clone in a 0700 `mktemp -d`) is the usual reason; tests
+ * that need to run as 65534 skip, printing it.
+ */
+export function nobodyCannotRun(script: string): string | null {
+  const probe = spawnSync(process.execPath, ["-e", `require("node:fs").accessSync(${JSON.stringify(script)}, require("node:fs").constants.R_OK)`], {
+    uid: NOBODY,
+    gid: NOBODY,
+    encoding: "utf8",
+  });
+  return probe.status === 0 ? null : `uid 65534 cannot run ${process.execPath} on ${script} here: ${probe.error?.message ?? probe.stderr.trim()}`;
 }

@@ -7,28 +7,21 @@
  * (b) TMPDIR is read-only (0555, root's): it cannot create the root, says so, and writes nothing.
  * Needs root (to plant root-owned directories and to spawn as 65534); skipped with a printed reason otherwise.
  */
-import { spawnSync } from "node:child_process";
 import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { withTimeout } from "../protocol/helpers.ts";
 import { makeDirs } from "../gateway/lifecycle-harness.ts";
+import { NOBODY, nobodyCannotRun } from "../../../workspace/test/helpers.ts";
 import { snapshotTree, spawnNode } from "./fault-helpers.ts";
 
-const NOBODY = 65_534;
 const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
 const BIN = path.join(REPO_ROOT, "packages", "cli", "src", "bin.ts");
 
 function skipReason(): string | null {
   if (process.getuid?.() !== 0) return "not running as root: cannot plant root-owned directories or spawn the gateway as uid 65534";
-  const probe = spawnSync(process.execPath, ["-e", `require("node:fs").accessSync(${JSON.stringify(BIN)}, require("node:fs").constants.R_OK)`], {
-    uid: NOBODY,
-    gid: NOBODY,
-    encoding: "utf8",
-  });
-  if (probe.status !== 0) return `uid 65534 cannot run ${process.execPath} on ${BIN} here: ${probe.error?.message ?? probe.stderr.trim()}`;
-  return null;
+  return nobodyCannotRun(BIN);
 }
 
 const reason = skipReason();
