@@ -5,9 +5,9 @@ import * as path from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import { GatewayError } from "../errors.ts";
 import { abortError, runnerClosedError } from "./abort.ts";
-import { type DoomedDir, KILL_WAIT_MS, RUN_TOKEN_ENV, type RunMark, isSessionLease, killMembers, newRunToken, scanProcesses, selectMembers, startTicksOf } from "./descendants.ts";
+import { type DoomedDir, KILL_WAIT_MS, RUN_TOKEN_ENV, type RunMark, type SweepTarget, isSessionLease, killMembers, newRunToken, scanProcesses, selectMembers, startTicksOf } from "./descendants.ts";
 import type { AgentRunner, CommandRunnerOptions, RunInput, RunOutput } from "./types.ts";
-import { errnoCode } from "@ocgw/workspace";
+import { errnoCode, parseProcStat } from "@ocgw/workspace";
 import { MAX_TIMER_MS } from "../config/schema.ts";
 
 export const DEFAULT_KILL_GRACE_MS = 2000;
@@ -53,7 +53,8 @@ interface Group {
  *
  * On Linux "the group" is every process of the run, including those that left it (`setsid`, a
  * double fork): those carrying the run's token, their children, and, for `killSession` and
- * `close`, token-less processes working in the session's own ephemeral lease directory (see
+ * `close`, processes working in the session's own ephemeral lease directory that carry no token of
+ * another session's run (see
  * descendants.ts for the exact rule and what still escapes). `killSession` and `close` reject with
  * RUNNER_FAILED naming any process that survived SIGKILL. Elsewhere (or without a readable /proc)
  * only the process group is killed: a process that left it escapes.
@@ -109,11 +110,11 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
   }
 
   /**
-   * Kills the processes of `targets` (and token-less ones in `dirs`); each group's `stopping`
+   * Kills the processes of `targets` (and those in `dirs` that carry no `spare` token); each group's `stopping`
    * settles once that is done and its leader has exited. Resolves with what survived SIGKILL.
    */
-  function sweep(targets: readonly Group[], dirs: readonly DoomedDir[]): Promise<string[]> {
-    const survivors = killGroups(targets, dirs, killGraceMs);
+  function sweep(targets: readonly Group[], dirs: readonly DoomedDir[], spare?: ReadonlySet<string>): Promise<string[]> {
+    const survivors = killGroups({ runs: targets.map((group) => group.mark), dirs, spare }, targets, killGraceMs);
     for (const group of targets) {
       group.stopping ??= survivors.then(async (left) => {
         group.stopping = undefined;
@@ -135,10 +136,10 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
   }
 
   /** Stops the run of every given group with `reason` and kills their processes; rejects naming any that survived. */
-  async function stopAll(targets: Iterable<Group>, reason: () => Error, dirs: readonly DoomedDir[], whose: string): Promise<void> {
+  async function stopAll(targets: Iterable<Group>, reason: () => Error, dirs: readonly DoomedDir[], whose: string, spare?: ReadonlySet<string>): Promise<void> {
     const list = [...targets];
     if (list.length === 0 && dirs.length === 0) return;
-    const survivors = sweep(list, dirs);
+    const survivors = sweep(list, dirs, spare);
     for (const group of list) group.stopRun?.(reason());
     const left = await survivors;
     await Promise.all(list.map((group) => group.stopping));
@@ -147,7 +148,7 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
     }
   }
 
-  /** Records a run's workspace (Linux), so that killSession can find token-less processes left in it. */
+  /** Records a run's workspace (Linux), so that killSession can find processes left in it. */
   function noteWorkspace(sessionKey: string, cwd: string, mark: RunMark): void {
     if (!TRACKS_DESCENDANTS) return;
     let real: string;
@@ -293,7 +294,9 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
       const targets = [...(sessions.get(sessionKey) ?? [])];
       const dirs = await doomedDirs([sessionKey]);
       const reason = (): Error => new GatewayError("RUNNER_ABORTED", `Session "${sessionKey}" was ended and its processes killed`);
-      await stopAll(targets, reason, dirs, `session "${sessionKey}"`);
+      // Other sessions' runs keep what they started, even in this session's directory; this session's earlier runs do not.
+      const spare = new Set([...groups].filter((group) => group.sessionKey !== sessionKey).map((group) => group.mark.token));
+      await stopAll(targets, reason, dirs, `session "${sessionKey}"`, spare);
     },
     close(): Promise<void> {
       closing ??= (async () => {
@@ -340,13 +343,13 @@ function decodeTail(tail: Buffer): string {
 
 /**
  * Kills the processes of `targets` and resolves with a description of each that survived SIGKILL.
- * Linux: every process of the runs (and the token-less ones in `dirs`), see descendants.ts.
+ * Linux: every process of `target` (the runs of `targets`, and those in its doomed directories), see descendants.ts.
  * Elsewhere: each process group, SIGTERM, then SIGKILL after `graceMs`.
  */
-async function killGroups(targets: readonly Group[], dirs: readonly DoomedDir[], graceMs: number): Promise<string[]> {
+async function killGroups(target: SweepTarget, targets: readonly Group[], graceMs: number): Promise<string[]> {
   if (TRACKS_DESCENDANTS) {
     try {
-      const left = await killMembers({ runs: targets.map((group) => group.mark), dirs }, graceMs);
+      const left = await killMembers(target, graceMs);
       return left.map((entry) => `pid ${entry.pid} (${entry.name})`);
     } catch {
       // No readable /proc: fall back to the process groups.
@@ -413,10 +416,8 @@ export async function groupAlive(pgid: number): Promise<boolean> {
       .filter((name) => /^\d+$/.test(name))
       .map(async (name) => {
         try {
-          const stat = await readFile(`/proc/${name}/stat`, "utf8");
-          // "pid (comm) state ppid pgrp ..."; comm may itself contain ") ".
-          const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-          return Number(fields[2]) === pgid && fields[0] !== "Z" && fields[0] !== "X";
+          const stat = parseProcStat(await readFile(`/proc/${name}/stat`, "utf8"));
+          return stat !== null && stat.pgrp === pgid && stat.state !== "Z" && stat.state !== "X";
         } catch {
           return false;
         }

@@ -1,6 +1,7 @@
 /**
  * Every process of a command run, on Linux, including those that left its process group (`setsid`,
- * a double fork): found by one pass over /proc, then killed and awaited. A process counts as the
+ * a double fork): found in one consistent snapshot of /proc (see {@link scanProcesses}), then killed
+ * and awaited. A process counts as the
  * run's when it is of our uid, is neither this process nor one of its ancestors, and
  *
  * - carries the run's token: `OCGW_RUN_TOKEN=<random>` in /proc/<pid>/environ (inherited by every
@@ -9,7 +10,8 @@
  *   carries no other run's token, or
  * - is a child (ppid) of a process that counts, or
  * - (only for a directory about to be removed, see {@link isSessionLease}) has its working directory
- *   inside it, carries no other run's token and started no earlier than the session's first run there.
+ *   inside it, carries no token of another session's run ({@link SweepTarget.spare}) and started no
+ *   earlier than the session's first run there.
  *
  * What still escapes: a process that cleared or replaced its environment, is not (or no longer)
  * in the directory and lost its parent link (re-parented) before the scan; processes of another
@@ -19,7 +21,7 @@
 import { randomUUID } from "node:crypto";
 import { readFile, readdir, readlink, stat } from "node:fs/promises";
 import * as path from "node:path";
-import { nodeFsPort, parseProcStat, readMarker, readProcStat } from "@ocgw/workspace";
+import { errnoCode, nodeFsPort, parseProcStat, readMarker, readProcStat } from "@ocgw/workspace";
 
 /** The environment variable that carries a run's token to every descendant. */
 export const RUN_TOKEN_ENV = "OCGW_RUN_TOKEN";
@@ -27,6 +29,8 @@ export const RUN_TOKEN_ENV = "OCGW_RUN_TOKEN";
 export const KILL_WAIT_MS = 5000;
 /** SIGKILL rounds (scan, kill, wait) for processes that keep forking while being killed. */
 export const MAX_KILL_ROUNDS = 8;
+/** Scans of /proc for one consistent snapshot, at most (see {@link scanProcesses}). */
+export const MAX_SCANS = 8;
 /** The provider keeps this much of the session key in a lease marker. */
 const MARKER_KEY_MAX = 1024;
 const ENVIRON_NEEDLE = Buffer.from(`${RUN_TOKEN_ENV}=`);
@@ -44,7 +48,7 @@ export interface RunMark {
   readonly startTicks: number | null;
 }
 
-/** A directory about to be removed, whose token-less processes count as the runs'. */
+/** A directory about to be removed, whose processes count as the runs' unless they carry a spared token. */
 export interface DoomedDir {
   /** Its real path. */
   readonly dir: string;
@@ -60,6 +64,12 @@ export interface DoomedDir {
 export interface SweepTarget {
   readonly runs: readonly RunMark[];
   readonly dirs: readonly DoomedDir[];
+  /**
+   * Tokens of runs that are not the target's (another session's, still running or lingering):
+   * their processes are spared even inside a doomed directory. A token not listed here, such as
+   * that of an earlier run of the same session, does not protect a process in a doomed directory.
+   */
+  readonly spare?: ReadonlySet<string> | undefined;
 }
 
 /** One process of our uid, as one scan saw it. */
@@ -104,30 +114,67 @@ function tokenIn(environ: Buffer): string | null {
   return environ.subarray(start, end < 0 ? environ.length : end).toString("latin1");
 }
 
-async function readEntry(pid: number, uid: number): Promise<ProcessEntry | null> {
+/** What one read of /proc/<pid> found. */
+type Read =
+  | { readonly kind: "live"; readonly entry: ProcessEntry }
+  /** Another uid's, or not a process we can read. */
+  | { readonly kind: "other" }
+  /** Gone (ENOENT) or a zombie: `key` is `<pid>` or `<pid>:<startTicks>` (a zombie's). */
+  | { readonly kind: "dead"; readonly key: string };
+
+const OTHER: Read = { kind: "other" };
+
+async function readEntry(pid: number, uid: number): Promise<Read> {
   try {
     // /proc/<pid> belongs to the process's effective uid (root's when it is not dumpable).
-    if ((await stat(`/proc/${pid}`)).uid !== uid) return null;
+    if ((await stat(`/proc/${pid}`)).uid !== uid) return OTHER;
     const parsed = parseProcStat(await readFile(`/proc/${pid}/stat`, "utf8"));
+    if (parsed === null) return OTHER;
     // A zombie is dead, only waiting to be reaped: it counts as gone.
-    if (parsed === null || parsed.state === "Z" || parsed.state === "X") return null;
+    if (parsed.state === "Z" || parsed.state === "X") return { kind: "dead", key: `${pid}:${parsed.startTicks}` };
     const [cwd, environ] = await Promise.all([readlink(`/proc/${pid}/cwd`).catch(() => null), readFile(`/proc/${pid}/environ`).catch(() => null)]);
     const { ppid, pgrp, startTicks, name } = parsed;
-    return { pid, ppid, pgrp, startTicks, name, cwd: cwd?.replace(/ \(deleted\)$/, "") ?? null, token: environ === null ? null : tokenIn(environ) };
-  } catch {
-    return null;
+    const entry = { pid, ppid, pgrp, startTicks, name, cwd: cwd?.replace(/ \(deleted\)$/, "") ?? null, token: environ === null ? null : tokenIn(environ) };
+    return { kind: "live", entry };
+  } catch (error) {
+    return errnoCode(error) === "ENOENT" || errnoCode(error) === "ESRCH" ? { kind: "dead", key: String(pid) } : OTHER;
   }
 }
 
-/** One pass over /proc: every live process of our uid except this one and its ancestors. Rejects if /proc cannot be listed. */
+/** One listing of /proc and a read of each process in it. */
+async function scanOnce(uid: number, spared: ReadonlySet<number>): Promise<{ entries: ProcessEntry[]; dead: Set<string> }> {
+  const pids = (await readdir("/proc")).filter((name) => /^\d+$/.test(name)).map(Number);
+  const reads = await Promise.all(pids.filter((pid) => !spared.has(pid)).map((pid) => readEntry(pid, uid)));
+  const entries: ProcessEntry[] = [];
+  const dead = new Set<string>();
+  for (const read of reads) {
+    if (read.kind === "live") entries.push(read.entry);
+    else if (read.kind === "dead") dead.add(read.key);
+  }
+  return { entries, dead };
+}
+
+/**
+ * Every live process of our uid except this one and its ancestors, as one consistent snapshot.
+ * Rejects if /proc cannot be listed.
+ *
+ * A scan lists /proc, then reads each process. A process that was listed but had died by the time
+ * it was read may have forked a child in between, which the listing missed: a shell that starts a
+ * background job and exits at once. Its child would be missed, and a kill that trusted that scan
+ * would declare the run dead while its job lives on. So a scan in which a listed process was found
+ * dead counts only if the next scan finds no other death (a zombie seen by both was dead before the
+ * second listing, so its children are in it); up to {@link MAX_SCANS} scans, then the last one.
+ */
 export async function scanProcesses(): Promise<ProcessEntry[]> {
   const uid = process.getuid?.();
   if (uid === undefined) throw new Error("no uid: not a POSIX system");
-  const names = await readdir("/proc");
   const spared = selfAndAncestors();
-  const pids = names.filter((name) => /^\d+$/.test(name)).map(Number);
-  const entries = await Promise.all(pids.filter((pid) => !spared.has(pid)).map((pid) => readEntry(pid, uid)));
-  return entries.filter((entry): entry is ProcessEntry => entry !== null);
+  let settled = new Set<string>();
+  for (let scans = 1; ; scans += 1) {
+    const { entries, dead } = await scanOnce(uid, spared);
+    if (scans === MAX_SCANS || [...dead].every((key) => settled.has(key))) return entries;
+    settled = dead;
+  }
 }
 
 function inside(cwd: string, dir: string): boolean {
@@ -139,18 +186,18 @@ function matchesRun(entry: ProcessEntry, target: SweepTarget, tokens: ReadonlySe
   return target.runs.some((run) => run.pgid === entry.pgrp && (run.startTicks === null || entry.startTicks >= run.startTicks));
 }
 
-function matchesDir(entry: ProcessEntry, target: SweepTarget, tokens: ReadonlySet<string>): boolean {
-  // A process that carries another run's token belongs to that run, wherever it is.
+function matchesDir(entry: ProcessEntry, target: SweepTarget): boolean {
+  // A process that carries another session's run token belongs to that run, wherever it is.
   if (entry.cwd === null) return false;
   const cwd = entry.cwd;
-  const foreignToken = entry.token !== null && !tokens.has(entry.token);
+  const foreignToken = entry.token !== null && target.spare?.has(entry.token) === true;
   return target.dirs.some((doomed) => (doomed.anyToken === true || !foreignToken) && inside(cwd, doomed.dir) && (doomed.sinceTicks === null || entry.startTicks >= doomed.sinceTicks));
 }
 
 /** The entries that count as the target's (see the module comment), descendants included. */
 export function selectMembers(entries: readonly ProcessEntry[], target: SweepTarget): ProcessEntry[] {
   const tokens = new Set(target.runs.map((run) => run.token));
-  const members = new Set(entries.filter((entry) => matchesRun(entry, target, tokens) || matchesDir(entry, target, tokens)));
+  const members = new Set(entries.filter((entry) => matchesRun(entry, target, tokens) || matchesDir(entry, target)));
   const children = new Map<number, ProcessEntry[]>();
   for (const entry of entries) {
     const siblings = children.get(entry.ppid);

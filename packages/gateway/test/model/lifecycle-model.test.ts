@@ -15,7 +15,8 @@
  *   OCGW_MODEL_RUNS=<n>   the long form: n sequences of up to 40 commands, child gateways and SIGKILL
  *                         (unset: the short form, 30 sequences of up to 30 commands, in-process only)
  *   OCGW_MODEL_SEED=<s>   fast-check's seed (printed by a failure), with
- *   OCGW_MODEL_PATH=<p>   its path, to replay one counterexample
+ *   OCGW_MODEL_PATH=<p>   its path, and
+ *   OCGW_MODEL_REPLAY=<r> the counterexample's replayPath (printed in its commands), to replay it
  */
 import fc from "fast-check";
 import { describe, it } from "vitest";
@@ -50,6 +51,7 @@ if (!Number.isInteger(numRuns) || numRuns < 1) throw new Error(`OCGW_MODEL_RUNS 
 const maxCommands = long ? 40 : 30;
 const seed = process.env["OCGW_MODEL_SEED"];
 const replayPath = process.env["OCGW_MODEL_PATH"];
+const commandsReplay = process.env["OCGW_MODEL_REPLAY"];
 
 const settings: fc.Arbitrary<SequenceSettings> = fc.record({
   // 0: released at each run's end; 60 ms: idle expiry races the next run; 60 s: only an operator or the stop ends it.
@@ -65,7 +67,11 @@ describe(`workspace lifecycle, model-based (${long ? "long" : "short"} form)`, (
       let sequences = 0;
       const stats = new Map<string, number>();
       await fc.assert(
-        fc.asyncProperty(settings, fc.commands(commandArbitraries(long), { maxCommands, size: "max" }), async (sequenceSettings, commands) => {
+        fc.asyncProperty(settings, fc.commands(commandArbitraries(long), {
+          maxCommands,
+          size: "max",
+          ...(commandsReplay === undefined ? {} : { replayPath: commandsReplay }),
+        }), async (sequenceSettings, commands) => {
           sequences += 1;
           const system = await createModelSystem(sequenceSettings, long);
           try {

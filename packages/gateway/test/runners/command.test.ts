@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -161,6 +162,28 @@ describe.skipIf(process.platform === "win32")("command runner", () => {
     expect(isGone(shell)).toBe(true);
     expect(isGone(background)).toBe(true);
     expect(deltas.join("")).toBe(`${shell} ${background}\n`);
+  });
+
+  it("an abort as the shell exits still kills the job it left behind: one /proc scan is a consistent snapshot", async () => {
+    // The shell starts a job from a subshell and exits at once. A scan that listed /proc while the
+    // shell lived and read it after the shell died saw neither, and the abort left the job running.
+    const script = `(sh -c 'echo $$ > "$OCGW_RUN_ID.pid"; exec sleep 30' </dev/null >/dev/null 2>&1 &); echo started`;
+    const shared = runner({ argv: ["sh", "-c", script] });
+    for (let attempt = 0; attempt < 30; attempt += 1) {
+      const { input, controller } = makeInput({ runId: `race-${attempt}`, cwd: dir as string });
+      const pending = rejection(shared.run(input));
+      await new Promise((resolve) => setImmediate(resolve));
+      const reason = new Error("chat.abort");
+      controller.abort(reason);
+      expect(await pending).toBe(reason);
+      const file = path.join(dir as string, `race-${attempt}.pid`);
+      // Killed before it wrote its pid is killed too; a job that lives writes it within milliseconds.
+      const written = await waitFor(() => existsSync(file), 1000, file).then(() => true, () => false);
+      if (!written) continue;
+      const job = Number(await fs.readFile(file, "utf8"));
+      pids.add(job);
+      expect(isGone(job), `attempt ${attempt}: job ${job} outlived the abort`).toBe(true);
+    }
   });
 
   it("SIGKILLs a group that ignores SIGTERM once killGraceMs has passed", async () => {
