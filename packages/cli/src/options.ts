@@ -28,8 +28,11 @@ export function gatewayUrl(value: string): string {
 /** `--url` and `--token`, as every gateway-talking command takes them. */
 export function connectionOptions(): Option[] {
   return [
-    new Option("--url <url>", "gateway WebSocket URL (default ws://127.0.0.1:<config port or 18789>)").argParser(gatewayUrl),
-    new Option("--token <token>", "gateway auth token (default $OCGW_GATEWAY_TOKEN, else the config's gateway.auth.token)"),
+    new Option("--url <url>", "gateway WebSocket URL (default ws://127.0.0.1:<config port or 18789>, the local gateway)").argParser(gatewayUrl),
+    new Option(
+      "--token <token>",
+      "gateway auth token (local gateway: default $OCGW_GATEWAY_TOKEN, the config's gateway.auth.token, <stateDir>/gateway.token; any other --url gets only this flag)",
+    ),
   ];
 }
 

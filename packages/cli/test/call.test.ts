@@ -1,5 +1,54 @@
-import { describe, expect, it } from "vitest";
-import { TOKEN, closedPort, runCli, silentServer, startTestGateway, tempDir } from "./helpers.ts";
+import * as fs from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import * as path from "node:path";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { WebSocketServer } from "ws";
+import { TOKEN, type TestDir, closedPort, runCli, silentServer, startTestGateway, tempDir } from "./helpers.ts";
+
+interface FakeServer {
+  readonly url: string;
+  readonly port: number;
+  /** The first frame each connection sent (the connect request), as received. */
+  readonly frames: string[];
+}
+
+/**
+ * A WebSocket server on 127.0.0.1 that sends connect.challenge, records the connect request and
+ * refuses it (`unauthorized`) — it never learns anything but what the client chose to send.
+ */
+async function fakeGateway(): Promise<FakeServer> {
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise<void>((resolve) => server.once("listening", resolve));
+  const frames: string[] = [];
+  server.on("connection", (socket) => {
+    socket.send(JSON.stringify({ type: "event", event: "connect.challenge", payload: { nonce: "n", ts: Date.now() } }));
+    socket.once("message", (data) => {
+      const text = String(data);
+      frames.push(text);
+      const id = (JSON.parse(text) as { id?: unknown }).id;
+      socket.send(JSON.stringify({ type: "res", id, ok: false, error: { code: "INVALID_REQUEST", message: "unauthorized" } }), () => socket.close());
+    });
+  });
+  onTestFinished(async () => {
+    for (const client of server.clients) client.terminate();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const port = (server.address() as AddressInfo).port;
+  return { url: `ws://127.0.0.1:${port}`, port, frames };
+}
+
+/** `auth` of the connect request in `frame`. */
+function authOf(frame: string | undefined): { token?: unknown; password?: unknown } | undefined {
+  return (JSON.parse(frame ?? "{}") as { params?: { auth?: { token?: unknown; password?: unknown } } }).params?.auth;
+}
+
+/** Every local secret there is: OCGW_GATEWAY_TOKEN, the config's token (local port `port`) and the state dir's token file. */
+async function localSecrets(t: TestDir, port: number): Promise<NodeJS.ProcessEnv> {
+  await fs.writeFile(t.config, JSON.stringify({ gateway: { port, auth: { token: "config-token" } } }));
+  await fs.mkdir(t.stateDir, { recursive: true });
+  await fs.writeFile(path.join(t.stateDir, "gateway.token"), "file-token\n", { mode: 0o600 });
+  return { ...t.env, HOME: path.join(t.dir, "home"), OCGW_STATE_DIR: t.stateDir, OCGW_GATEWAY_TOKEN: "env-token" };
+}
 
 describe("ocgw call", () => {
   it("prints the payload of health as pretty JSON and exits 0", async () => {
@@ -14,6 +63,8 @@ describe("ocgw call", () => {
   it("takes the token from OCGW_GATEWAY_TOKEN, params from --params, and prints compact JSON with --json", async () => {
     const t = await tempDir();
     const gateway = await startTestGateway(t);
+    // The gateway is the local one (loopback, the config's port): OCGW_GATEWAY_TOKEN is for it.
+    await fs.writeFile(t.config, JSON.stringify({ gateway: { port: gateway.port }, workspace: { ephemeral: { root: t.root }, gc: { intervalMs: 0 } } }));
     await runCli(["chat", "one", "--session", "alpha", "--url", gateway.url, "--token", TOKEN], { env: t.env });
     await runCli(["chat", "two", "--session", "beta", "--url", gateway.url, "--token", TOKEN], { env: t.env });
     const result = await runCli(["call", "sessions.list", "--params", '{"search":"alpha"}', "--json", "--url", gateway.url], { env: { ...t.env, OCGW_GATEWAY_TOKEN: TOKEN } });
@@ -110,8 +161,45 @@ describe("ocgw call", () => {
     const port = await closedPort();
     const { writeFile } = await import("node:fs/promises");
     await writeFile(t.config, JSON.stringify({ gateway: { port } }));
-    const result = await runCli(["call", "health"], { env: t.env });
+    const result = await runCli(["call", "health"], { env: { ...t.env, HOME: path.join(t.dir, "home"), OCGW_STATE_DIR: t.stateDir } });
     expect(result.code).toBe(3);
     expect(result.stderr).toContain(`ws://127.0.0.1:${port}`);
+  });
+
+  it("ocgw call --url of another server sends it no token", async () => {
+    const t = await tempDir();
+    const server = await fakeGateway();
+    const env = await localSecrets(t, await closedPort());
+    const result = await runCli(["call", "health", "--url", server.url], { env });
+    expect(server.frames).toHaveLength(1);
+    const auth = authOf(server.frames[0]);
+    expect(auth?.token).toBeUndefined();
+    expect(auth?.password).toBeUndefined();
+    expect(server.frames[0]).not.toMatch(/env-token|config-token|file-token/);
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain(`ocgw: The gateway at ${server.url} rejected the connection: INVALID_REQUEST: unauthorized`);
+  });
+
+  it("ocgw call --url of another server with --token sends it exactly that token", async () => {
+    const t = await tempDir();
+    const server = await fakeGateway();
+    const env = await localSecrets(t, await closedPort());
+    const result = await runCli(["call", "health", "--url", server.url, "--token", "explicit-one"], { env });
+    expect(server.frames).toHaveLength(1);
+    expect(authOf(server.frames[0])).toEqual({ token: "explicit-one" });
+    expect(result.code).toBe(3);
+  });
+
+  it("ocgw call of the local gateway (loopback, the config's port) sends the token file's token when nothing else is set", async () => {
+    const t = await tempDir();
+    const server = await fakeGateway();
+    const { OCGW_GATEWAY_TOKEN: _unused, ...env } = await localSecrets(t, server.port);
+    await fs.writeFile(t.config, JSON.stringify({ gateway: { port: server.port } }));
+    const result = await runCli(["call", "health", "--url", `ws://localhost:${server.port}`], { env });
+    expect(authOf(server.frames[0])).toEqual({ token: "file-token" });
+    expect(result.code).toBe(3);
+    const byDefault = await runCli(["call", "health"], { env });
+    expect(authOf(server.frames[1])).toEqual({ token: "file-token" });
+    expect(byDefault.code).toBe(3);
   });
 });

@@ -22,7 +22,7 @@ describe("ocgw gateway run (in-process)", () => {
       },
     });
     try {
-      const url = await waitFor(() => /^ocgw gateway ready on (ws:\/\/127\.0\.0\.1:\d+) \(workspace\.implicit=ephemeral\)\n$/.exec(stdout)?.[1], "ready line", () => stderr);
+      const url = await waitFor(() => /^ocgw gateway ready on (ws:\/\/127\.0\.0\.1:\d+) \(auth: token \(gateway\.auth\.token\); workspace\.implicit=ephemeral\)\n$/.exec(stdout)?.[1], "ready line", () => stderr);
       const chat = await runCli(["chat", "hello", "--session", "inproc", "--url", url, "--token", "tok"], { env: t.env });
       expect(chat.stdout).toBe("Echo: hello\n");
       expect(await leaseDirs(t.root)).toHaveLength(1);
@@ -46,12 +46,13 @@ describe("ocgw gateway run (in-process)", () => {
     expect((await runCli(["gateway", "run", "--daemon"], { env: t.env })).code).toBe(2);
   });
 
-  it("refuses --bind lan without a token (exit 1, nothing listening, nothing written)", async () => {
+  it('refuses --bind lan with auth mode "none" (exit 1, nothing listening, nothing written)', async () => {
     const t = await tempDir();
-    const result = await runCli(["gateway", "run", "--bind", "lan", "--port", "0", "--state-dir", t.stateDir], { env: t.env });
+    await fs.writeFile(t.config, JSON.stringify({ gateway: { auth: { mode: "none" } } }));
+    const result = await runCli(["gateway", "run", "--bind", "lan", "--port", "0", "--state-dir", t.stateDir, "--config", t.config], { env: t.env });
     expect(result.code).toBe(1);
     expect(result.stdout).toBe("");
-    expect(result.stderr).toMatch(/^ocgw: gateway\.bind is "lan" .*set by flag --bind.*gateway\.auth\.token is not set/);
+    expect(result.stderr).toMatch(/^ocgw: gateway\.bind is "lan" .*set by flag --bind.*gateway\.auth\.mode is "none"/);
     await expect(fs.lstat(t.stateDir)).rejects.toMatchObject({ code: "ENOENT" });
   });
 

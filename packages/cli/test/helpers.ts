@@ -28,7 +28,7 @@ export interface TestDir {
   readonly root: string;
   /** A config file naming the ephemeral root (and no periodic collector). */
   readonly config: string;
-  /** An environment with nothing from the real one but PATH, and OCGW_CONFIG → `config`. */
+  /** An environment with nothing from the real one but PATH; HOME → `dir`, OCGW_CONFIG → `config`, OCGW_STATE_DIR → `stateDir`. */
   readonly env: NodeJS.ProcessEnv;
 }
 
@@ -44,7 +44,8 @@ export async function tempDir(): Promise<TestDir> {
   const root = path.join(dir, "ephemeral");
   const config = path.join(dir, "ocgw.json5");
   await fs.writeFile(config, `// test config\n{ workspace: { ephemeral: { root: ${JSON.stringify(root)} }, gc: { intervalMs: 0 } } }\n`);
-  return { dir, stateDir, root, config, env: { PATH: process.env["PATH"], OCGW_CONFIG: config } };
+  // HOME and OCGW_STATE_DIR inside the test's dir: the CLI never reads the real ~/.ocgw (its token file, its config).
+  return { dir, stateDir, root, config, env: { PATH: process.env["PATH"], HOME: dir, OCGW_CONFIG: config, OCGW_STATE_DIR: stateDir } };
 }
 
 async function makeRemovable(dir: string): Promise<void> {

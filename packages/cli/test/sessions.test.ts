@@ -20,7 +20,7 @@ describe("ocgw sessions ls", () => {
     const t = await tempDir();
     const gateway = await startTestGateway(t);
     for (let i = 0; i < 3; i++) await runCli(["chat", "x", "--session", `json-${i}`, "--no-workspace", "--url", gateway.url, "--token", TOKEN], { env: t.env });
-    const result = await runCli(["sessions", "ls", "--json", "--url", gateway.url], { env: { ...t.env, OCGW_GATEWAY_TOKEN: TOKEN } });
+    const result = await runCli(["sessions", "ls", "--json", "--url", gateway.url, "--token", TOKEN], { env: t.env });
     expect(result.code).toBe(0);
     const body = JSON.parse(result.stdout) as { sessions: { key: string; workspaceMode: string }[] };
     expect(body.sessions.map((session) => session.key).sort()).toEqual(["agent:main:json-0", "agent:main:json-1", "agent:main:json-2"]);

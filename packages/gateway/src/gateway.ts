@@ -11,7 +11,8 @@ import { type GatewayConfigInput, type ResolvedConfig, bindHost, isLoopbackBind,
 import { GatewayError } from "./errors.ts";
 import { type GatewayParts, buildGatewayParts } from "./gateway-context.ts";
 import { GATEWAY_EVENTS, createMethods } from "./methods/index.ts";
-import { type ProtocolLimits, type ProtocolServerOptions, startProtocolServer } from "./protocol/index.ts";
+import { ensureTokenFile } from "./auth/token-file.ts";
+import { type ProtocolAuth, type ProtocolLimits, type ProtocolServerOptions, startProtocolServer } from "./protocol/index.ts";
 import { createCleanupStack, createShutdown } from "./shutdown.ts";
 import { type Store, openStore } from "./store/index.ts";
 import { GATEWAY_VERSION } from "./version.ts";
@@ -40,6 +41,8 @@ export interface GatewayHandle {
   readonly port: number;
   readonly config: ResolvedConfig;
   readonly store: Store;
+  /** The generated token's file (`<stateDir>/gateway.token`) when no token is configured; undefined otherwise. */
+  readonly tokenFile: string | undefined;
   readonly instanceId: string;
   readonly ephemeralRoot: string;
   /** Settles when the start-up collection (if enabled) has finished; never rejects. */
@@ -54,26 +57,47 @@ function isResolved(input: unknown): input is ResolvedConfig {
   return typeof input === "object" && input !== null && Array.isArray((input as ResolvedConfig).agentIds) && typeof (input as ResolvedConfig).defaultAgentId === "string";
 }
 
-/** The host to bind; INSECURE_BIND when it is not loopback and there is no token. */
+/** The host to bind; INSECURE_BIND when it is not loopback and auth is off. */
 function checkedBindHost(config: ResolvedConfig): string {
   const host = bindHost(config.gateway.bind);
-  if (!isLoopbackBind(config.gateway.bind) && config.gateway.auth.token === undefined) {
-    throw new GatewayError("INSECURE_BIND", `Refusing to bind ${host} without gateway.auth.token`);
+  if (!isLoopbackBind(config.gateway.bind) && config.gateway.auth.mode === "none") {
+    throw new GatewayError("INSECURE_BIND", `Refusing to bind ${host} with gateway.auth.mode "none"`);
   }
   return host;
 }
 
-function protocolOptions(config: ResolvedConfig, host: string, parts: GatewayParts, options: GatewayOptions, log: (line: string) => void): ProtocolServerOptions {
+/** How clients authenticate, and where the token came from (for the ready line: never the token itself). */
+async function resolveAuth(config: ResolvedConfig): Promise<{ auth: ProtocolAuth; tokenFile: string | undefined; describe: string }> {
+  const { mode, token } = config.gateway.auth;
+  if (mode === "none") return { auth: { mode }, tokenFile: undefined, describe: 'auth NONE: gateway.auth.mode is "none"; any local process may connect' };
+  if (token !== undefined) return { auth: { mode, token }, tokenFile: undefined, describe: "auth: token (gateway.auth.token)" };
+  const file = await ensureTokenFile(config.stateDir);
+  return { auth: { mode, token: file.token }, tokenFile: file.path, describe: `auth: token in ${file.path}${file.created ? " (generated)" : ""}` };
+}
+
+function protocolOptions(config: ResolvedConfig, host: string, auth: ProtocolAuth, parts: GatewayParts, options: GatewayOptions, log: (line: string) => void): ProtocolServerOptions {
   const { context, startedAt } = parts;
+  const { gateway } = config;
   return {
     host,
-    port: config.gateway.port,
-    token: config.gateway.auth.token,
+    port: gateway.port,
+    auth,
+    allowedOrigins: gateway.controlUi.allowedOrigins,
+    rateLimit: gateway.auth.rateLimit,
     methods: createMethods(context),
     events: GATEWAY_EVENTS,
     serverVersion: GATEWAY_VERSION,
-    snapshot: () => ({ uptimeMs: Date.now() - startedAt, sessionDefaults: context.sessionDefaults(), authMode: config.gateway.auth.token === undefined ? "none" : "token", stateDir: config.stateDir }),
-    limits: { handshakeTimeoutMs: config.gateway.handshakeTimeoutMs, tickIntervalMs: config.gateway.tickIntervalMs, maxPayloadBytes: config.gateway.maxPayloadBytes, ...options.limits },
+    snapshot: () => ({ uptimeMs: Date.now() - startedAt, sessionDefaults: context.sessionDefaults(), authMode: auth.mode, stateDir: config.stateDir }),
+    limits: {
+      handshakeTimeoutMs: gateway.handshakeTimeoutMs,
+      tickIntervalMs: gateway.tickIntervalMs,
+      maxPayloadBytes: gateway.maxPayloadBytes,
+      preauthMaxBytes: gateway.preauthMaxBytes,
+      maxConnections: gateway.maxConnections,
+      maxUnauthenticatedConnections: gateway.maxUnauthenticatedConnections,
+      maxInFlightRequests: gateway.maxInFlightRequests,
+      ...options.limits,
+    },
     log,
   };
 }
@@ -100,6 +124,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
   const log = options.log ?? (() => undefined);
   const host = checkedBindHost(config);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const { auth, tokenFile, describe } = await resolveAuth(config);
   const store = openStore({ path: path.join(config.stateDir, "ocgw.sqlite") });
   const cleanups = createCleanupStack();
   cleanups.defer(() => store.close());
@@ -108,9 +133,9 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
     if (interrupted > 0) log(`${interrupted} run(s) interrupted by the previous stop marked as error`);
     const parts = await buildGatewayParts(config, store, { log, workspaceFs: options.workspaceFs, defer: cleanups.defer });
     const { ephemeral, collector } = parts;
-    const protocol = await startProtocolServer(protocolOptions(config, host, parts, options, log));
+    const protocol = await startProtocolServer(protocolOptions(config, host, auth, parts, options, log));
     parts.attach(protocol);
-    log(`ocgw gateway listening on ${protocol.url} (workspace.implicit=${config.workspace.implicit}, ephemeral root ${ephemeral.root})`);
+    log(`ocgw gateway listening on ${protocol.url} (${describe}; workspace.implicit=${config.workspace.implicit}, ephemeral root ${ephemeral.root})`);
     const startupCollection = scheduleStartupCollection(config, collector, log);
     collector.start(config.workspace.gc.intervalMs);
     const timeoutMs = options.shutdownTimeoutMs ?? 10_000;
@@ -120,6 +145,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
       port: protocol.port,
       config,
       store,
+      tokenFile,
       instanceId: ephemeral.instance.id,
       ephemeralRoot: ephemeral.root,
       startupCollection,

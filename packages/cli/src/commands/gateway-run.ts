@@ -1,4 +1,4 @@
-import { closeOnSignals, loadConfig, startGateway } from "@ocgw/gateway";
+import { type GatewayHandle, closeOnSignals, loadConfig, startGateway } from "@ocgw/gateway";
 import { type Command, Option } from "commander";
 import type { CommandContext } from "../io.ts";
 import { integerIn } from "../options.ts";
@@ -48,10 +48,16 @@ export function registerGatewayRun(gateway: Command, ctx: CommandContext): void 
       };
       if (io.signal?.aborted === true) onAbort();
       else io.signal?.addEventListener("abort", onAbort, { once: true });
-      io.stdout.write(`ocgw gateway ready on ${handle.url} (workspace.implicit=${config.workspace.implicit})\n`);
+      io.stdout.write(`ocgw gateway ready on ${handle.url} (${authSummary(handle)}; workspace.implicit=${config.workspace.implicit})\n`);
       const code = await stopped;
       detach();
       io.signal?.removeEventListener("abort", onAbort);
       ctx.setExitCode(code);
     });
+}
+
+/** Where clients get their credential, for the ready line: the token file's path, never the token. */
+function authSummary(handle: GatewayHandle): string {
+  if (handle.config.gateway.auth.mode === "none") return 'auth: none (gateway.auth.mode "none")';
+  return handle.tokenFile === undefined ? "auth: token (gateway.auth.token)" : `auth: token in ${handle.tokenFile}`;
 }

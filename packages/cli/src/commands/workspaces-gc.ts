@@ -63,7 +63,7 @@ export function registerWorkspacesGc(workspaces: Command, ctx: CommandContext): 
   for (const option of offlineOptions()) command.addOption(option.conflicts("url"));
   command
     .addOption(new Option("--url <url>", "collect through a running gateway (workspaces.gc, admin scope)").argParser(gatewayUrl))
-    .addOption(new Option("--token <token>", "gateway auth token (with --url; default $OCGW_GATEWAY_TOKEN)"))
+    .addOption(new Option("--token <token>", "gateway auth token (default for the local gateway: $OCGW_GATEWAY_TOKEN, the config's gateway.auth.token, else <stateDir>/gateway.token; a --url of another gateway gets only this)"))
     .action(async (options: WorkspacesGcOptions) => {
       const { io } = ctx;
       if (options.legacy !== undefined) {

@@ -28,9 +28,11 @@ export function bindHost(bind: string): string {
  * address are not loopback and need `gateway.auth.token`.
  */
 export function isLoopbackBind(bind: string): boolean {
-  if (bind === "loopback") return true;
-  const family = isIP(bind);
-  if (family === 4) return loopback.check(bind, "ipv4");
-  if (family === 6) return loopback.check(bind, "ipv6");
-  return false;
+  return bind === "loopback" || isLoopbackAddress(bind);
+}
+
+/** True for an IP address in 127.0.0.0/8, `::1` or an IPv4-mapped 127.x address. */
+export function isLoopbackAddress(address: string): boolean {
+  const family = isIP(address);
+  return family !== 0 && loopback.check(address, family === 4 ? "ipv4" : "ipv6");
 }

@@ -12,9 +12,23 @@ export const CONFIG_DEFAULTS = deepFreeze({
     port: 18789, // TCP port; 0 = any free port
     bind: "loopback", // "loopback" = 127.0.0.1, "lan" = 0.0.0.0, or an IP literal
     auth: {
-      token: undefined, // shared secret clients present on connect; required for a non-loopback bind
+      mode: "token", // "token": clients must present the token; "none": no credential (loopback only)
+      token: undefined, // shared secret; unset = generated once into <stateDir>/gateway.token (0600)
+      rateLimit: {
+        maxAttempts: 10, // failed connects per client address within windowMs before it is locked out
+        windowMs: 60_000, // 1 min sliding window
+        lockoutMs: 300_000, // 5 min lockout
+        exemptLoopback: true, // loopback clients without an Origin header are never locked out
+      },
+    },
+    controlUi: {
+      allowedOrigins: [], // browser origins (scheme://host[:port]) allowed to open a socket; empty = none
     },
     handshakeTimeoutMs: 15_000, // 15 s to finish connect after the socket opens
+    preauthMaxBytes: 64 * 1024, // 64 KiB: largest frame before authentication, refused while reading
+    maxConnections: 128, // open sockets at once, authenticated or not
+    maxUnauthenticatedConnections: 16, // sockets at once that have not completed connect
+    maxInFlightRequests: 1024, // requests one connection may have unanswered at once (a burst of pipelined chat.send is legitimate)
     tickIntervalMs: 30_000, // 30 s between tick events
     maxPayloadBytes: 25 * 1024 * 1024, // 25 MiB per WebSocket frame
     deltaWindowMs: 100, // 100 ms: at most one chat/agent delta per run per window

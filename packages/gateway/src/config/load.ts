@@ -83,7 +83,7 @@ interface Layering {
  * computes the default agent and deep-freezes the result.
  *
  * @throws GatewayError `CONFIG_INVALID` listing every problem with its path (also in `details.issues`).
- * @throws GatewayError `INSECURE_BIND` for a non-loopback `gateway.bind` without `gateway.auth.token`.
+ * @throws GatewayError `INSECURE_BIND` for a non-loopback `gateway.bind` with `gateway.auth.mode: "none"`.
  */
 export function resolveConfig(input: unknown, context: ResolveContext = {}): ResolvedConfig {
   return finish(
@@ -109,7 +109,7 @@ export function resolveConfig(input: unknown, context: ResolveContext = {}): Res
  *
  * @throws GatewayError `CONFIG_UNREADABLE` (file missing when named, unreadable, empty, or not JSON5 — with line and column).
  * @throws GatewayError `CONFIG_INVALID` listing every problem with its path and source (`env OCGW_PORT`, `flag --port`, the file).
- * @throws GatewayError `INSECURE_BIND` for a non-loopback bind without a token.
+ * @throws GatewayError `INSECURE_BIND` for a non-loopback bind with auth mode "none".
  */
 export async function loadConfig(options: LoadConfigOptions = {}): Promise<ResolvedConfig> {
   const env = options.env ?? process.env;
@@ -262,11 +262,11 @@ function finish(layering: Layering, context: ResolveContext): ResolvedConfig {
   if (config.workspace.ephemeral.root !== undefined) config.workspace.ephemeral.root = resolvePath(config.workspace.ephemeral.root);
 
   const { bind, auth } = config.gateway;
-  if (!isLoopbackBind(bind) && auth.token === undefined) {
+  if (!isLoopbackBind(bind) && auth.mode === "none") {
     const source = sourceFinder(layering)(["gateway", "bind"]);
     throw new GatewayError(
       "INSECURE_BIND",
-      `gateway.bind is "${bind}" (listening on ${bindHost(bind)}${source === "input" ? "" : `; set by ${source}`}), which accepts connections from other machines, but gateway.auth.token is not set`,
+      `gateway.bind is "${bind}" (listening on ${bindHost(bind)}${source === "input" ? "" : `; set by ${source}`}), which accepts connections from other machines, but gateway.auth.mode is "none"`,
       { details: { bind, host: bindHost(bind), source } },
     );
   }

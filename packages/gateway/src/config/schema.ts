@@ -17,7 +17,21 @@ export const IMPLICIT_WORKSPACE_MODES = ["ephemeral", "agent", "persistent", "no
 /** Values of `runner.kind`. */
 export const RUNNER_KINDS = ["echo", "command", "openai"] as const;
 
+/** Values of `gateway.auth.mode`. */
+export const AUTH_MODES = ["token", "none"] as const;
+
 const D = CONFIG_DEFAULTS;
+const ORIGIN_RULE = 'must be an origin: scheme, host and optional port, such as "https://ui.example.com" or "http://127.0.0.1:5173" (no path, no trailing slash)';
+
+/** True for `scheme://host[:port]` exactly as a browser sends it in an Origin header. */
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value;
+  } catch {
+    return false;
+  }
+}
 const AGENT_ID_RULE = `must be an agent id: 1 to 64 lowercase letters, digits, "_" or "-", starting with a letter or digit (${AGENT_ID_PATTERN.source})`;
 const NON_EMPTY = "must be a non-empty string";
 const PATH_RULE = 'must be a non-empty path (absolute, relative to the working directory, or starting with "~")';
@@ -98,20 +112,70 @@ const gatewaySchema = strictObject({
     .default(D.gateway.bind)
     .describe(
       doc(
-        'Where to listen: "loopback" (127.0.0.1), "lan" (0.0.0.0) or an IP literal. Anything but loopback requires gateway.auth.token. Flag --bind.',
+        'Where to listen: "loopback" (127.0.0.1), "lan" (0.0.0.0) or an IP literal. Anything but loopback is refused with gateway.auth.mode "none". Flag --bind.',
         D.gateway.bind,
       ),
     ),
   auth: strictObject({
+    mode: oneOf(AUTH_MODES)
+      .default(D.gateway.auth.mode)
+      .describe(
+        doc(
+          '"token": every client must present the gateway token on connect; "none": no credential is asked for (refused on a non-loopback bind; such clients never get operator.admin nor a method that removes anything).',
+          D.gateway.auth.mode,
+        ),
+      ),
     token: nonEmpty()
       .optional()
-      .describe(doc("Shared secret clients send on connect (a string of at least 1 character). Env OCGW_GATEWAY_TOKEN, flag --token.", D.gateway.auth.token)),
+      .describe(
+        doc(
+          `Shared secret clients send on connect (a non-empty string; \`openssl rand -base64 32\` makes a good one). Unset = a random one generated on first start into <stateDir>/gateway.token (owner-only), which the ocgw CLI reads. Env OCGW_GATEWAY_TOKEN, flag --token.`,
+          D.gateway.auth.token,
+        ),
+      ),
+    rateLimit: strictObject({
+      maxAttempts: integer(1, 1_000_000)
+        .default(D.gateway.auth.rateLimit.maxAttempts)
+        .describe(doc("Failed connects from one client address within windowMs that lock it out (count).", D.gateway.auth.rateLimit.maxAttempts)),
+      windowMs: millis(1)
+        .default(D.gateway.auth.rateLimit.windowMs)
+        .describe(doc("Sliding window over which failed connects are counted, in milliseconds.", D.gateway.auth.rateLimit.windowMs, "ms")),
+      lockoutMs: millis(1)
+        .default(D.gateway.auth.rateLimit.lockoutMs)
+        .describe(doc("How long a locked-out address is refused (HTTP 429 with Retry-After), in milliseconds.", D.gateway.auth.rateLimit.lockoutMs, "ms")),
+      exemptLoopback: z
+        .boolean({ error: "must be true or false" })
+        .default(D.gateway.auth.rateLimit.exemptLoopback)
+        .describe(doc("Never lock out loopback clients; a connection that carries a browser Origin is counted (by origin) all the same.", D.gateway.auth.rateLimit.exemptLoopback)),
+    })
+      .prefault({})
+      .describe("Throttling of failed authentication."),
   })
     .prefault({})
     .describe("Client authentication."),
+  controlUi: strictObject({
+    allowedOrigins: z
+      .array(z.string({ error: ORIGIN_RULE }).refine(isOrigin, { error: ORIGIN_RULE }), { error: `must be an array of origins; each ${ORIGIN_RULE}` })
+      .default(() => [...D.gateway.controlUi.allowedOrigins])
+      .describe(doc("Browser origins allowed to open a WebSocket (a socket whose upgrade carries any other Origin header is refused with HTTP 403). Empty = no browser may connect.", D.gateway.controlUi.allowedOrigins)),
+  })
+    .prefault({})
+    .describe("Browser clients."),
   handshakeTimeoutMs: millis(1)
     .default(D.gateway.handshakeTimeoutMs)
-    .describe(doc("Milliseconds a new connection has to complete the connect handshake.", D.gateway.handshakeTimeoutMs, "ms")),
+    .describe(doc("Milliseconds a new connection has to complete the connect handshake (also bounds the HTTP upgrade request).", D.gateway.handshakeTimeoutMs, "ms")),
+  preauthMaxBytes: integer(1024, 16 * 1024 * 1024, " (bytes)")
+    .default(D.gateway.preauthMaxBytes)
+    .describe(doc("Largest WebSocket frame accepted before connect succeeds; a larger one is refused from its header, before it is read (close 1009).", D.gateway.preauthMaxBytes, "bytes")),
+  maxConnections: integer(1, 1_000_000)
+    .default(D.gateway.maxConnections)
+    .describe(doc("Most sockets open at once, authenticated or not; an upgrade beyond it gets HTTP 503 with Retry-After (count).", D.gateway.maxConnections)),
+  maxUnauthenticatedConnections: integer(1, 1_000_000)
+    .default(D.gateway.maxUnauthenticatedConnections)
+    .describe(doc("Most sockets at once that have not completed connect; an upgrade beyond it gets HTTP 503 with Retry-After (count).", D.gateway.maxUnauthenticatedConnections)),
+  maxInFlightRequests: integer(1, 1_000_000)
+    .default(D.gateway.maxInFlightRequests)
+    .describe(doc("Requests one connection may have unanswered at once; one more is refused with TOO_MANY_REQUESTS (count).", D.gateway.maxInFlightRequests)),
   tickIntervalMs: millis(1)
     .default(D.gateway.tickIntervalMs)
     .describe(doc("Milliseconds between tick events sent to connected clients.", D.gateway.tickIntervalMs, "ms")),
@@ -324,6 +388,12 @@ function checkCrossFieldRules(value: unknown, report: (path: (string | number)[]
         report(["runner", "openai", "model"], 'is required when runner.kind is "openai": set it to a model name, or set OCGW_OPENAI_MODEL');
       }
     }
+  }
+
+  const gateway = value["gateway"];
+  const auth = isRecord(gateway) ? gateway["auth"] : undefined;
+  if (isRecord(auth) && auth["mode"] === "none" && auth["token"] !== undefined) {
+    report(["gateway", "auth", "token"], 'is set but gateway.auth.mode is "none", which asks no client for it: remove the token, or set gateway.auth.mode to "token"');
   }
 
   const agents = value["agents"];

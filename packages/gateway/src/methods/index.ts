@@ -199,6 +199,7 @@ export function createMethods(ctx: GatewayContext): MethodTable {
     }),
     "sessions.reset": defineMethod({
       scope: "operator.admin",
+      removesData: true,
       params: z.looseObject({ key, agentId: agentId.optional(), reason: z.enum(["new", "reset"]).optional() }),
       handler: async (params) => {
         const target = canonical(params.key, params.agentId);
@@ -212,6 +213,7 @@ export function createMethods(ctx: GatewayContext): MethodTable {
     }),
     "sessions.delete": defineMethod({
       scope: (params: { archivedOnly?: boolean | undefined }) => (params.archivedOnly === true ? "operator.write" : "operator.admin"),
+      removesData: true,
       params: z.looseObject({ key, agentId: agentId.optional(), deleteTranscript: z.boolean().optional(), archivedOnly: z.boolean().optional() }),
       handler: async (params) => {
         const target = canonical(params.key, params.agentId);
@@ -324,6 +326,7 @@ export function createMethods(ctx: GatewayContext): MethodTable {
     }),
     "workspaces.gc": defineMethod({
       scope: "operator.admin",
+      removesData: true,
       params: z.looseObject({ dryRun: z.boolean().optional() }),
       handler: async (params) => toGcSummary(await ctx.collect(params.dryRun ?? false)),
     }),

@@ -1,15 +1,19 @@
 /**
  * One accepted socket from upgrade to close (the receiving side): registers the peer, sends the
- * `connect.challenge`, arms the handshake timeout, enforces the pre-auth frame limit, and routes
+ * `connect.challenge`, arms the handshake timeout (close 1008), cuts off a peer refused before
+ * authentication (the pre-auth frame limit itself is enforced by ws while reading, see
+ * frame-limit.ts), and routes
  * each frame by phase (handshake → the handshake handler, open → dispatch, otherwise dropped).
  * On close it forgets the peer, aborts its handlers' signal and settles `peer.closed`.
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
 import type { RawData, WebSocket } from "ws";
 import type { RequestHandler } from "./dispatch.ts";
 import { encodeEvent } from "./frames.ts";
-import { CLOSE_NORMAL, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG } from "./handshake.ts";
+import { requestIdentity } from "./admission.ts";
+import { CLOSE_POLICY_VIOLATION, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG } from "./handshake.ts";
 import type { ProtocolLimits } from "./limits.ts";
 import { clearHandshakeTimer, createPeer } from "./peer.ts";
 import type { Peer, PeerRegistry } from "./peer.ts";
@@ -33,10 +37,27 @@ function rawDataToBuffer(data: RawData): Buffer {
   return Buffer.from(data);
 }
 
+/** How long a socket refused before authentication (an oversized frame) has to finish its close handshake. */
+export const REFUSED_CLOSE_GRACE_MS = 1000;
+
+/**
+ * A peer refused before authentication (a frame over the pre-auth limit): ws has written its close
+ * (1009) and goes on reading, to discard what still arrives. Reading a flood only to drop it costs
+ * memory and CPU: stop reading once ws has resumed the socket (TCP flow control then stalls the
+ * sender), and cut the connection after a short grace instead of the usual 30 s.
+ */
+function cutOff(peer: Peer, socket: Socket): void {
+  setImmediate(() => socket.pause());
+  setTimeout(() => peer.ws.terminate(), REFUSED_CLOSE_GRACE_MS).unref();
+}
+
 /** Bookkeeping that runs whatever the phase: errors, pongs, and the close. */
-function trackSocket(peer: Peer, deps: ConnectionDeps): void {
+function trackSocket(peer: Peer, socket: Socket, deps: ConnectionDeps): void {
   const { ws, remote } = peer;
-  ws.on("error", (error) => deps.log(`gateway ws ${remote} error: ${error.message}`));
+  ws.on("error", (error) => {
+    deps.log(`gateway ws ${remote} error: ${error.message}`);
+    if (peer.conn === undefined) cutOff(peer, socket);
+  });
   ws.on("pong", () => {
     peer.alive = true;
   });
@@ -72,17 +93,16 @@ function armHandshakeTimeout(peer: Peer, deps: ConnectionDeps): void {
     peer.handshakeTimer = undefined;
     if (peer.phase === "handshake") {
       deps.log(`gateway ws ${peer.remote}: handshake timeout`);
-      deps.sender.close(peer, CLOSE_NORMAL, "");
+      deps.sender.close(peer, CLOSE_POLICY_VIOLATION, "handshake timeout");
     }
   }, deps.limits.handshakeTimeoutMs);
 }
 
 /** Takes over a socket the server just accepted. */
 export function acceptConnection(ws: WebSocket, request: IncomingMessage, deps: ConnectionDeps): void {
-  const remote = `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`;
-  const peer = createPeer(ws, remote);
+  const peer = createPeer(ws, { ...requestIdentity(request), port: request.socket.remotePort });
   deps.peers.add(peer);
-  trackSocket(peer, deps);
+  trackSocket(peer, request.socket, deps);
   if (deps.isClosing()) {
     deps.sender.close(peer, CLOSE_SERVICE_RESTART, "service restart");
     return;

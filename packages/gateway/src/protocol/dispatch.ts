@@ -1,7 +1,7 @@
 /**
- * Requests after the handshake: the typed method table, then for each request frame the lookup,
- * the scope check (before params are judged, so a caller without the scope learns nothing about
- * them), params validation, the handler, and exactly one final response (after any interim one).
+ * Requests after the handshake: the typed method table, then for each request frame the in-flight
+ * cap, the lookup, the scope check (before params are judged, so a caller without the scope
+ * learns nothing about them), the credential check of methods that remove data, params validation, the handler, and exactly one final response (after any interim one).
  * Every refusal is a coded error response, never silence.
  */
 import type { z } from "zod";
@@ -35,6 +35,11 @@ export interface MethodSpec<P> {
    * if it throws or returns something that is not a scope, `operator.admin` is required.
    */
   scope: Scope | ((params: P) => Scope);
+  /**
+   * The method removes data (a session, a transcript, a workspace): refused with
+   * CREDENTIAL_REQUIRED to a connection that presented no credential, whatever its scopes.
+   */
+  removesData?: boolean;
   params: z.ZodType<P>;
   handler(params: P, ctx: MethodContext): Promise<unknown>;
 }
@@ -52,6 +57,8 @@ export interface DispatchDeps {
   sender: Sender;
   /** True once the server is closing: new requests get GATEWAY_CLOSING (retryable). */
   isClosing(): boolean;
+  /** Requests one peer may have unanswered; one more gets TOO_MANY_REQUESTS. */
+  maxInFlightRequests: number;
   log: (line: string) => void;
 }
 
@@ -136,6 +143,10 @@ async function dispatch(deps: DispatchDeps, peer: Peer, conn: Connection, frame:
     sender.respondError(peer, id, missingScopeError(scope));
     return;
   }
+  if (spec.removesData === true && conn.credential === "none") {
+    sender.respondError(peer, id, new GatewayError("CREDENTIAL_REQUIRED", `${method} removes data and this connection presented no credential`, { details: { method } }));
+    return;
+  }
   if (!parsed.success) {
     const text = formatIssues(parsed.error.issues, raw);
     sender.respondError(peer, id, new GatewayError("INVALID_PARAMS", `invalid ${method} params: ${text}`, { fix: null }));
@@ -164,10 +175,18 @@ function handleRequestFrame(deps: DispatchDeps, peer: Peer, conn: Connection, te
     sender.respondError(peer, id, new GatewayError("GATEWAY_CLOSING", "gateway is shutting down", { retryable: true }));
     return;
   }
-  dispatch(deps, peer, conn, frame.data).catch((error: unknown) => {
-    log(`gateway dispatch of ${method} failed: ${(error as Error).message}`);
-    sender.respondError(peer, id, error);
-  });
+  if (peer.inFlight >= deps.maxInFlightRequests) {
+    const detail = `${peer.inFlight} requests of this connection are unanswered (gateway.maxInFlightRequests is ${deps.maxInFlightRequests})`;
+    sender.respondError(peer, id, new GatewayError("TOO_MANY_REQUESTS", detail, { retryable: true }));
+    return;
+  }
+  peer.inFlight += 1;
+  dispatch(deps, peer, conn, frame.data)
+    .catch((error: unknown) => {
+      log(`gateway dispatch of ${method} failed: ${(error as Error).message}`);
+      sender.respondError(peer, id, error);
+    })
+    .finally(() => (peer.inFlight -= 1));
 }
 
 /** The handler of every frame after the handshake. */

@@ -12,6 +12,8 @@ import { PROTOCOL_VERSION, connectParamsSchema, formatIssues, parseJson, request
 import type { ProtocolLimits } from "./limits.ts";
 import { clearHandshakeTimer } from "./peer.ts";
 import type { Connection, Peer, PeerRegistry } from "./peer.ts";
+import { setFrameLimit } from "./frame-limit.ts";
+import { type AuthRateLimiter, rateLimitKey } from "./rate-limit.ts";
 import { DEFAULT_SCOPES } from "./scopes.ts";
 import type { Sender } from "./sender.ts";
 
@@ -23,8 +25,15 @@ export const CLOSE_TOO_BIG = 1009;
 export const CLOSE_INTERNAL_ERROR = 1011;
 export const CLOSE_SERVICE_RESTART = 1012;
 
+/** How clients authenticate: with the shared token, or (loopback only, chosen explicitly) not at all. */
+export type ProtocolAuth = { readonly mode: "token"; readonly token: string } | { readonly mode: "none" };
+
+/** The most a connection without a credential gets: never operator.admin. */
+export const NO_CREDENTIAL_SCOPES: ReadonlySet<string> = new Set(["operator.read", "operator.write"]);
+
 export interface AcceptedConnect {
   kind: "accepted";
+  credential: "token" | "none";
   scopes: Set<string>;
   client: { id: string; mode: string; version?: string };
   caps: Set<string>;
@@ -66,8 +75,36 @@ function reject(error: GatewayError, closeCode: number): RejectedConnect {
   return { kind: "rejected", error, closeCode };
 }
 
-/** Checks a connect request's params against the protocol version and the shared secret. */
-export function evaluateConnect(rawParams: unknown, token: string | undefined): AcceptedConnect | RejectedConnect {
+/** AUTH_FAILED unless one of the secrets offered in `auth` is `token` (compared in constant time). */
+function checkToken(auth: { token?: string | undefined; password?: string | undefined } | undefined, token: string): RejectedConnect | undefined {
+  const offered = [auth?.token, auth?.password].filter((value): value is string => typeof value === "string" && value !== "");
+  if (offered.length === 0) {
+    return reject(
+      new GatewayError("AUTH_FAILED", TOKEN_MISSING_MESSAGE, {
+        fix: null,
+        details: { code: "AUTH_TOKEN_MISSING", authReason: "token_missing", canRetryWithDeviceToken: false, recommendedNextStep: "update_auth_configuration" },
+      }),
+      CLOSE_POLICY_VIOLATION,
+    );
+  }
+  // Compare every offered secret (no early exit) so timing does not tell which field matched.
+  const matches = offered.map((secret) => secretsEqual(secret, token));
+  if (matches.includes(true)) return undefined;
+  return reject(
+    new GatewayError("AUTH_FAILED", TOKEN_MISMATCH_MESSAGE, {
+      fix: null,
+      details: { code: "AUTH_TOKEN_MISMATCH", authReason: "token_mismatch", canRetryWithDeviceToken: false, recommendedNextStep: "update_auth_credentials" },
+    }),
+    CLOSE_POLICY_VIOLATION,
+  );
+}
+
+/**
+ * Checks a connect request's params against the protocol version and the auth mode. With the
+ * token the client gets the scopes it asks for; without a credential at most
+ * {@link NO_CREDENTIAL_SCOPES}.
+ */
+export function evaluateConnect(rawParams: unknown, auth: ProtocolAuth): AcceptedConnect | RejectedConnect {
   const parsed = connectParamsSchema.safeParse(rawParams);
   if (!parsed.success) {
     const text = formatIssues(parsed.error.issues, rawParams);
@@ -85,43 +122,27 @@ export function evaluateConnect(rawParams: unknown, token: string | undefined): 
     );
   }
 
-  if (token !== undefined) {
-    const offered = [params.auth?.token, params.auth?.password].filter((value): value is string => typeof value === "string" && value !== "");
-    if (offered.length === 0) {
-      return reject(
-        new GatewayError("AUTH_FAILED", TOKEN_MISSING_MESSAGE, {
-          fix: null,
-          details: { code: "AUTH_TOKEN_MISSING", authReason: "token_missing", canRetryWithDeviceToken: false, recommendedNextStep: "update_auth_configuration" },
-        }),
-        CLOSE_POLICY_VIOLATION,
-      );
-    }
-    // Compare every offered secret (no early exit) so timing does not tell which field matched.
-    const matches = offered.map((secret) => secretsEqual(secret, token));
-    if (!matches.includes(true)) {
-      return reject(
-        new GatewayError("AUTH_FAILED", TOKEN_MISMATCH_MESSAGE, {
-          fix: null,
-          details: { code: "AUTH_TOKEN_MISMATCH", authReason: "token_mismatch", canRetryWithDeviceToken: false, recommendedNextStep: "update_auth_credentials" },
-        }),
-        CLOSE_POLICY_VIOLATION,
-      );
-    }
+  if (auth.mode === "token") {
+    const refused = checkToken(params.auth, auth.token);
+    if (refused !== undefined) return refused;
   }
 
   const client: AcceptedConnect["client"] = { id: params.client.id, mode: params.client.mode };
   if (params.client.version !== undefined) client.version = params.client.version;
+  const requested = params.scopes ?? DEFAULT_SCOPES;
   return {
     kind: "accepted",
-    scopes: new Set(params.scopes ?? DEFAULT_SCOPES),
+    credential: auth.mode,
+    scopes: new Set(auth.mode === "token" ? requested : requested.filter((scope) => NO_CREDENTIAL_SCOPES.has(scope))),
     client,
     caps: new Set(params.caps ?? []),
   };
 }
 
 export interface HandshakeOptions {
-  /** Shared secret; undefined = no auth. */
-  token: string | undefined;
+  auth: ProtocolAuth;
+  /** Failed connects per address (or browser origin). */
+  limiter: AuthRateLimiter;
   serverVersion: string;
   /** Its names are advertised in hello-ok features.methods. */
   methods: MethodTable;
@@ -153,7 +174,7 @@ function buildHelloOk(conn: Connection, options: HandshakeOptions): Record<strin
       uptimeMs: now - options.startedAt,
       ...options.snapshot(),
     },
-    auth: { role: "operator", scopes: [...conn.scopes], method: options.token === undefined ? "none" : "token" },
+    auth: { role: "operator", scopes: [...conn.scopes], method: conn.credential },
     policy: { maxPayload: limits.maxPayloadBytes, maxBufferedBytes: limits.maxBufferedBytes, tickIntervalMs: limits.tickIntervalMs },
   };
 }
@@ -161,6 +182,29 @@ function buildHelloOk(conn: Connection, options: HandshakeOptions): Record<strin
 function refuse(options: HandshakeOptions, peer: Peer, id: string, error: unknown, closeCode: number, reason: string): void {
   options.sender.respondError(peer, id, error);
   options.sender.close(peer, closeCode, reason);
+}
+
+/**
+ * {@link evaluateConnect}, throttled: a peer whose address (or origin) is locked out gets
+ * AUTH_RATE_LIMITED whatever it sends; a failed token counts against it; a success clears it.
+ */
+function judgeConnect(options: HandshakeOptions, peer: Peer, params: unknown): AcceptedConnect | RejectedConnect {
+  const key = rateLimitKey(peer.address, peer.origin);
+  const lockedMs = options.limiter.lockedFor(key);
+  if (lockedMs > 0) return rateLimited(lockedMs);
+  const verdict = evaluateConnect(params, options.auth);
+  if (verdict.kind === "accepted") options.limiter.succeed(key);
+  else if (verdict.error.code === "AUTH_FAILED") options.limiter.fail(key);
+  return verdict;
+}
+
+function rateLimited(retryAfterMs: number): RejectedConnect {
+  const error = new GatewayError("AUTH_RATE_LIMITED", `unauthorized: too many failed authentication attempts (retry later)`, {
+    fix: null,
+    retryable: true,
+    details: { code: "AUTH_RATE_LIMITED", authReason: "rate_limited", retryAfterMs, recommendedNextStep: "wait_then_retry" },
+  });
+  return reject(error, CLOSE_POLICY_VIOLATION);
 }
 
 /**
@@ -182,13 +226,14 @@ function handleHandshakeFrame(options: HandshakeOptions, peer: Peer, text: strin
     refuse(options, peer, id, error, CLOSE_POLICY_VIOLATION, error.message);
     return;
   }
-  const verdict = evaluateConnect(frame.data.params, options.token);
+  const verdict = judgeConnect(options, peer, frame.data.params);
   if (verdict.kind === "rejected") {
     log(`gateway ws ${peer.remote}: connect rejected: ${verdict.error.message}`);
     refuse(options, peer, id, verdict.error, verdict.closeCode, verdict.error.message);
     return;
   }
-  const conn: Connection = { connId: randomUUID(), scopes: verdict.scopes, client: verdict.client, caps: verdict.caps, data: new Map() };
+  const { scopes, client, caps, credential } = verdict;
+  const conn: Connection = { connId: randomUUID(), scopes, client, caps, credential, data: new Map() };
   let hello: Record<string, unknown>;
   try {
     hello = buildHelloOk(conn, options);
@@ -198,6 +243,7 @@ function handleHandshakeFrame(options: HandshakeOptions, peer: Peer, text: strin
     return;
   }
   clearHandshakeTimer(peer);
+  setFrameLimit(peer.ws, options.limits.maxPayloadBytes);
   options.peers.opened(peer, conn);
   log(`gateway ws connected conn=${conn.connId} client=${conn.client.id}/${conn.client.mode} scopes=${[...conn.scopes].join(",")}`);
   sender.respond(peer, id, true, hello);

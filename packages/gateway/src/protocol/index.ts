@@ -10,3 +10,5 @@ export { PROTOCOL_VERSION, failureReply, formatIssues, jsonPointer } from "./fra
 export type { ConnectParams, EventFrame, FailureReply, RequestFrame, ResponseFrame } from "./frames.ts";
 export { DEFAULT_SCOPES, OPERATOR_SCOPES, defaultEventScope, hasScope, isScope } from "./scopes.ts";
 export type { Scope } from "./scopes.ts";
+export type { ProtocolAuth } from "./handshake.ts";
+export type { RateLimitSettings } from "./rate-limit.ts";

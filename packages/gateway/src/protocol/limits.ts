@@ -6,7 +6,7 @@
 export interface ProtocolLimits {
   /** Largest frame after the handshake; also hello-ok `policy.maxPayload`. Default 25 MiB. */
   maxPayloadBytes?: number;
-  /** Largest frame before the handshake; larger closes 1009. Default 65,536. */
+  /** Largest frame before the handshake, refused from its header before it is read (close 1009). Default 65,536. */
   preauthMaxBytes?: number;
   /** Outbound buffer above which a socket is closed 1008 "slow consumer". Default 50 MiB. */
   maxBufferedBytes?: number;
@@ -16,6 +16,12 @@ export interface ProtocolLimits {
   tickIntervalMs?: number;
   /** WebSocket ping period; a socket that missed the previous pong is terminated. Default 25,000 ms. */
   pingIntervalMs?: number;
+  /** Sockets open at once; an upgrade beyond it gets HTTP 503. Default 128. */
+  maxConnections?: number;
+  /** Sockets at once that have not completed connect; an upgrade beyond it gets HTTP 503. Default 16. */
+  maxUnauthenticatedConnections?: number;
+  /** Requests one connection may have unanswered at once; more get TOO_MANY_REQUESTS. Default 1024. */
+  maxInFlightRequests?: number;
 }
 
 export const DEFAULT_LIMITS: Required<ProtocolLimits> = {
@@ -25,6 +31,9 @@ export const DEFAULT_LIMITS: Required<ProtocolLimits> = {
   handshakeTimeoutMs: 15_000,
   tickIntervalMs: 30_000,
   pingIntervalMs: 25_000,
+  maxConnections: 128,
+  maxUnauthenticatedConnections: 16,
+  maxInFlightRequests: 1024,
 };
 
 function positiveInt(name: string, value: number): number {

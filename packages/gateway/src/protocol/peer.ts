@@ -11,6 +11,8 @@ export interface Connection {
   readonly scopes: ReadonlySet<string>;
   readonly client: { id: string; mode: string; version?: string };
   readonly caps: ReadonlySet<string>;
+  /** What the client proved on connect: the gateway token, or nothing (gateway.auth.mode "none"). */
+  readonly credential: "token" | "none";
   /** Per-connection state for method handlers, e.g. "sessions.subscribed". */
   readonly data: Map<string, unknown>;
 }
@@ -19,6 +21,11 @@ export interface Peer {
   readonly ws: WebSocket;
   /** `address:port` of the remote end, for log lines. */
   readonly remote: string;
+  /** The remote address, and the browser Origin of the upgrade if it carried one: the keys of auth throttling. */
+  readonly address: string;
+  readonly origin: string | undefined;
+  /** Requests of this peer whose final response has not been sent. */
+  inFlight: number;
   /** handshake → open → closing → closed; a rejected handshake goes straight to closing. */
   phase: "handshake" | "open" | "closing" | "closed";
   /** Set when the handshake succeeds. */
@@ -36,12 +43,14 @@ export interface Peer {
   readonly settleClosed: () => void;
 }
 
-export function createPeer(ws: WebSocket, remote: string): Peer {
+export function createPeer(ws: WebSocket, identity: { address: string; port: number | undefined; origin: string | undefined }): Peer {
   let settleClosed: () => void = () => undefined;
   const closed = new Promise<void>((resolve) => {
     settleClosed = resolve;
   });
-  return { ws, remote, phase: "handshake", conn: undefined, seq: 0, alive: true, handshakeTimer: undefined, abort: new AbortController(), closed, settleClosed };
+  const { address, origin } = identity;
+  const remote = `${address}:${identity.port ?? "?"}`;
+  return { ws, remote, address, origin, inFlight: 0, phase: "handshake", conn: undefined, seq: 0, alive: true, handshakeTimer: undefined, abort: new AbortController(), closed, settleClosed };
 }
 
 export function clearHandshakeTimer(peer: Peer): void {

@@ -6,18 +6,21 @@
  * (broadcast.ts), frame writing and limits on the way out (sender.ts), tick and ping
  * (keepalive.ts). Methods themselves live elsewhere and plug in through the table.
  */
+import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { WebSocketServer } from "ws";
+import { type VerifyClientCallbackAsync, WebSocketServer } from "ws";
+import { type AdmissionDeps, admit } from "./admission.ts";
 import { createBroadcaster } from "./broadcast.ts";
 import type { BroadcastOptions } from "./broadcast.ts";
 import { acceptConnection } from "./connection.ts";
 import { createDispatcher } from "./dispatch.ts";
 import type { MethodTable } from "./dispatch.ts";
-import { CLOSE_SERVICE_RESTART, createHandshake } from "./handshake.ts";
+import { CLOSE_SERVICE_RESTART, type ProtocolAuth, createHandshake } from "./handshake.ts";
 import { startKeepalive } from "./keepalive.ts";
 import { resolveLimits } from "./limits.ts";
 import type { ProtocolLimits } from "./limits.ts";
 import { createPeerRegistry } from "./peer.ts";
+import { type RateLimitSettings, createAuthRateLimiter } from "./rate-limit.ts";
 import type { Connection, PeerRegistry } from "./peer.ts";
 import { createSender } from "./sender.ts";
 import type { Sender } from "./sender.ts";
@@ -26,8 +29,12 @@ export interface ProtocolServerOptions {
   host: string;
   /** 0 = any free port. */
   port: number;
-  /** Shared secret; undefined = no auth (loopback only, the caller checks that). */
-  token?: string;
+  /** The shared token, or no credential at all (`mode: "none"`: loopback only, the caller checks that). */
+  auth: ProtocolAuth;
+  /** Browser origins whose pages may open a socket; an upgrade with any other Origin gets 403. Default none. */
+  allowedOrigins?: readonly string[];
+  /** Throttling of failed connects. Default: upstream's (10 per minute, 5 min lockout, loopback exempt). */
+  rateLimit?: RateLimitSettings;
   methods: MethodTable;
   /** Advertised in hello-ok features.events. */
   events: string[];
@@ -52,6 +59,9 @@ export interface ProtocolServer {
   close(options?: { reason?: string; restartExpectedMs?: number }): Promise<void>;
 }
 
+/** Upstream's throttling defaults (gateway.auth.rateLimit). */
+export const DEFAULT_RATE_LIMIT: RateLimitSettings = { maxAttempts: 10, windowMs: 60_000, lockoutMs: 300_000, exemptLoopback: true };
+
 /** How long close() waits for peers to answer the close handshake before terminating them. */
 const CLOSE_GRACE_MS = 2_000;
 
@@ -59,27 +69,45 @@ function formatUrl(host: string, port: number): string {
   return host.includes(":") ? `ws://[${host}]:${port}` : `ws://${host}:${port}`;
 }
 
-/** A listening WebSocketServer; rejects with the listen error (EADDRINUSE, …). */
-async function listen(options: ProtocolServerOptions, maxPayload: number, log: (line: string) => void): Promise<WebSocketServer> {
-  const wss = new WebSocketServer({ host: options.host, port: options.port, maxPayload, perMessageDeflate: false });
-  await new Promise<void>((resolve, reject) => {
-    const onError = (error: Error): void => {
-      wss.off("listening", onListening);
-      reject(error);
-    };
-    const onListening = (): void => {
-      wss.off("error", onError);
-      resolve();
-    };
-    wss.once("error", onError);
-    wss.once("listening", onListening);
+/** The HTTP server under the sockets: bounded connections, upgrade request within the handshake timeout, 426 to anything else. */
+function createHttpServer(limits: Required<ProtocolLimits>): Server {
+  const timeout = limits.handshakeTimeoutMs;
+  // A connection that has not sent a whole upgrade request within the handshake timeout is dropped (checked each second at most).
+  const options = { headersTimeout: timeout, requestTimeout: timeout, connectionsCheckingInterval: Math.min(1000, timeout) };
+  const server = createServer(options, (_request, response) => {
+    response.writeHead(426, { "Content-Type": "text/plain", Upgrade: "websocket", Connection: "close" });
+    response.end("This is an OpenClaw protocol 4 gateway: connect with a WebSocket client.\n");
   });
-  wss.on("error", (error) => log(`gateway ws server error: ${error.message}`));
+  // TCP connections beyond the socket caps (an upgrade refused with 503 still needs one to be told).
+  server.maxConnections = limits.maxConnections + limits.maxUnauthenticatedConnections;
+  return server;
+}
+
+/** A listening server; rejects with the listen error (EADDRINUSE, …). */
+async function listen(options: ProtocolServerOptions, limits: Required<ProtocolLimits>, admission: Omit<AdmissionDeps, "limits">, log: (line: string) => void): Promise<{ server: Server; wss: WebSocketServer }> {
+  const server = createHttpServer(limits);
+  const verifyClient: VerifyClientCallbackAsync = (info, callback) => {
+    const refused = admit(info.req, { ...admission, limits });
+    if (refused === undefined) callback(true);
+    else callback(false, refused.status, refused.body, refused.headers);
+  };
+  // The pre-auth limit is the server's: ws refuses a larger frame from its header (frame-limit.ts raises it after connect).
+  const wss = new WebSocketServer({ server, maxPayload: limits.preauthMaxBytes, perMessageDeflate: false, verifyClient });
+  // ws re-emits the http server's errors (EADDRINUSE, …) on the WebSocketServer.
+  await new Promise<void>((resolve, reject) => {
+    wss.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      wss.off("error", reject);
+      resolve();
+    });
+  });
+  wss.on("error", (error) => log(`gateway server error: ${error.message}`));
   wss.on("wsClientError", (error) => log(`gateway ws client error before upgrade: ${error.message}`));
-  return wss;
+  return { server, wss };
 }
 
 interface CloseDeps {
+  server: Server;
   wss: WebSocketServer;
   peers: PeerRegistry;
   sender: Sender;
@@ -103,7 +131,9 @@ async function closeAll(deps: CloseDeps, reason: string, restartExpectedMs: numb
     waiting.push(peer.closed);
   }
   const serverClosed = new Promise<void>((resolve) => {
-    wss.close(() => resolve());
+    wss.close(() => deps.server.close(() => resolve()));
+    // Connections that never upgraded (a stalled HTTP request) do not hold the close up.
+    deps.server.closeIdleConnections();
   });
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
   const grace = new Promise<void>((resolve) => {
@@ -127,19 +157,21 @@ export async function startProtocolServer(options: ProtocolServerOptions): Promi
   const limits = resolveLimits(options.limits);
   const log = options.log ?? (() => undefined);
   const startedAt = Date.now();
-  const wss = await listen(options, limits.maxPayloadBytes, log);
-  const port = (wss.address() as AddressInfo).port;
   const peers = createPeerRegistry();
+  const limiter = createAuthRateLimiter(options.rateLimit ?? DEFAULT_RATE_LIMIT);
+  const allowedOrigins = new Set(options.allowedOrigins ?? []);
+  const { server, wss } = await listen(options, limits, { allowedOrigins, peers, limiter, log }, log);
+  const port = (server.address() as AddressInfo).port;
   const sender = createSender({ maxBufferedBytes: limits.maxBufferedBytes, log });
   const broadcaster = createBroadcaster({ peers, sender, log });
   let closing = false;
   let closePromise: Promise<void> | undefined;
   const isClosing = (): boolean => closing;
 
-  const { token, serverVersion, methods, events } = options;
+  const { auth, serverVersion, methods, events } = options;
   const snapshot = (): Record<string, unknown> => options.snapshot();
-  const onHandshakeFrame = createHandshake({ token, serverVersion, methods, events, snapshot, limits, startedAt, peers, sender, log });
-  const onRequestFrame = createDispatcher({ methods, sender, isClosing, log });
+  const onHandshakeFrame = createHandshake({ auth, limiter, serverVersion, methods, events, snapshot, limits, startedAt, peers, sender, log });
+  const onRequestFrame = createDispatcher({ methods, sender, isClosing, maxInFlightRequests: limits.maxInFlightRequests, log });
   wss.on("connection", (ws, request) => acceptConnection(ws, request, { limits, peers, sender, isClosing, onHandshakeFrame, onRequestFrame, log }));
   const stopKeepalive = startKeepalive({ limits, peers, broadcast: broadcaster.broadcast, log });
 
@@ -152,7 +184,7 @@ export async function startProtocolServer(options: ProtocolServerOptions): Promi
       closePromise ??= (() => {
         closing = true;
         stopKeepalive();
-        return closeAll({ wss, peers, sender, log }, closeOptions.reason ?? "gateway stopping", closeOptions.restartExpectedMs);
+        return closeAll({ server, wss, peers, sender, log }, closeOptions.reason ?? "gateway stopping", closeOptions.restartExpectedMs);
       })();
       return closePromise;
     },

@@ -196,7 +196,8 @@ describe("values from the environment and flags are validated with their source"
 });
 
 describe("insecure binds at load time", () => {
-  it("INSECURE_BIND for --bind lan without a token, naming the flag", async () => {
+  it('INSECURE_BIND for --bind lan with auth mode "none", naming the flag', async () => {
+    writeDefaultFile(`{ gateway: { auth: { mode: "none" } } }`);
     const error = await caught(() => loadConfig({ env: {}, flags: { bind: "lan" }, homedir: home(), cwd: cwd() }));
     expect(error.code).toBe("INSECURE_BIND");
     expect(error.message).toContain("set by flag --bind");

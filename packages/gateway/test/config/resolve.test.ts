@@ -231,17 +231,23 @@ describe("defaultAgentId", () => {
 });
 
 describe("bind", () => {
-  it("INSECURE_BIND for lan without a token", async () => {
-    const error = await caught(() => resolveConfig({ gateway: { bind: "lan" } }, at()));
+  it('INSECURE_BIND for lan with gateway.auth.mode "none"', async () => {
+    const error = await caught(() => resolveConfig({ gateway: { bind: "lan", auth: { mode: "none" } } }, at()));
     expect(error.code).toBe("INSECURE_BIND");
     expect(error.message).toContain('gateway.bind is "lan" (listening on 0.0.0.0');
-    expect(error.message).toContain("Set gateway.auth.token");
+    expect(error.message).toContain('Set gateway.auth.mode to "token"');
   });
 
-  it("no error for lan with a token", () => {
+  it("no error for lan in token mode, with or without a configured token (a missing one is generated at start)", () => {
     const config = resolveConfig({ gateway: { bind: "lan", auth: { token: "s3cret" } } }, at());
-    expect(config.gateway.bind).toBe("lan");
-    expect(config.gateway.auth.token).toBe("s3cret");
+    expect(config.gateway.auth).toMatchObject({ mode: "token", token: "s3cret" });
+    expect(resolveConfig({ gateway: { bind: "lan" } }, at()).gateway.auth.mode).toBe("token");
+  });
+
+  it('CONFIG_INVALID for a token beside mode "none", which would never be asked for', async () => {
+    const error = await caught(() => resolveConfig({ gateway: { auth: { mode: "none", token: "s3cret" } } }, at()));
+    expect(error.code).toBe("CONFIG_INVALID");
+    expect(error.message).toContain("gateway.auth.token");
   });
 
   it("treats 127.x, ::1 and mapped 127.x as loopback and other literals as exposed", async () => {
@@ -251,7 +257,7 @@ describe("bind", () => {
     }
     for (const bind of ["0.0.0.0", "::", "192.168.1.10", "fe80::1"]) {
       expect(isLoopbackBind(bind)).toBe(false);
-      expect((await caught(() => resolveConfig({ gateway: { bind } }, at()))).code).toBe("INSECURE_BIND");
+      expect((await caught(() => resolveConfig({ gateway: { bind, auth: { mode: "none" } } }, at()))).code).toBe("INSECURE_BIND");
     }
   });
 });

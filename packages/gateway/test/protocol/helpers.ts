@@ -55,7 +55,7 @@ export async function startServer(overrides: Partial<ProtocolServerOptions> = {}
   const server = await startProtocolServer({
     host: "127.0.0.1",
     port: 0,
-    token: TOKEN,
+    auth: { mode: "token", token: TOKEN },
     methods: echoMethods,
     events: ["connect.challenge", "chat", "agent", "tick", "shutdown"],
     serverVersion: "0.0.0-test",

@@ -67,9 +67,10 @@ describe("handshake helpers", () => {
 
   it("accepts the token in either auth field when the other one is wrong", () => {
     const base = { minProtocol: 4, maxProtocol: 4, client: { id: "cli", mode: "cli" } };
-    expect(evaluateConnect({ ...base, auth: { token: "wrong", password: "tkn" } }, "tkn").kind).toBe("accepted");
-    expect(evaluateConnect({ ...base, auth: { token: "", password: "" } }, "tkn")).toMatchObject({ kind: "rejected", closeCode: 1008 });
-    expect(evaluateConnect({ ...base }, undefined).kind).toBe("accepted");
+    const auth = { mode: "token", token: "tkn" } as const;
+    expect(evaluateConnect({ ...base, auth: { token: "wrong", password: "tkn" } }, auth).kind).toBe("accepted");
+    expect(evaluateConnect({ ...base, auth: { token: "", password: "" } }, auth)).toMatchObject({ kind: "rejected", closeCode: 1008 });
+    expect(evaluateConnect({ ...base }, { mode: "none" }).kind).toBe("accepted");
   });
 });
 
@@ -79,6 +80,7 @@ describe("options", () => {
       startProtocolServer({
         host: "127.0.0.1",
         port: 0,
+        auth: { mode: "none" },
         methods: {},
         events: [],
         serverVersion: "x",
