@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import type { Stats } from "./stats.ts";
 
-export type Unit = "ms" | "s" | "MB" | "B" | "x" | "count";
+export type Unit = "ns" | "ms" | "s" | "MB" | "B" | "x" | "count";
 
 export interface Target {
   /** Which number the target applies to. */
@@ -41,6 +41,8 @@ export interface Row {
 export function format(value: number | undefined, unit: Unit): string {
   if (value === undefined || Number.isNaN(value)) return "";
   switch (unit) {
+    case "ns":
+      return value >= 100 ? `${Math.round(value).toLocaleString("en-US")} ns` : `${value.toFixed(1)} ns`;
     case "ms":
       return value >= 100 ? `${value.toFixed(0)} ms` : value >= 10 ? `${value.toFixed(1)} ms` : `${value.toFixed(2)} ms`;
     case "s":
