@@ -12,6 +12,8 @@ import { GatewayError } from "./errors.ts";
 import { type GatewayParts, buildGatewayParts } from "./gateway-context.ts";
 import { GATEWAY_EVENTS, createMethods } from "./methods/index.ts";
 import { ensureTokenFile } from "./auth/token-file.ts";
+import { DEFAULT_KILL_GRACE_MS } from "./runners/command.ts";
+import { stopPreviousRuns } from "./runners/orphans.ts";
 import { type ProtocolAuth, type ProtocolLimits, type ProtocolServerOptions, startProtocolServer } from "./protocol/index.ts";
 import { createCleanupStack, createShutdown } from "./shutdown.ts";
 import { type Store, openStore } from "./store/index.ts";
@@ -102,6 +104,17 @@ function protocolOptions(config: ResolvedConfig, host: string, auth: ProtocolAut
   };
 }
 
+/** Before anything new runs: stop what a crashed predecessor's runs left running (runners/orphans.ts). Never rejects. */
+async function stopLeftovers(store: Store, log: (line: string) => void): Promise<void> {
+  try {
+    const { found, survivors } = await stopPreviousRuns(store.runProcessOwners(), DEFAULT_KILL_GRACE_MS);
+    if (found > 0) log(`stopped ${found - survivors.length} process(es) that runs of a previous gateway left running`);
+    if (survivors.length > 0) log(`${survivors.length} process(es) of a previous gateway's runs survived SIGKILL: ${survivors.join(", ")}`);
+  } catch (error) {
+    log(`could not look for processes of a previous gateway's runs: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 /** After ready, never blocking it: reclaim what a crash left behind. Never rejects. */
 function scheduleStartupCollection(config: ResolvedConfig, collector: Collector, log: (line: string) => void): Promise<CollectorReport | undefined> {
   if (!config.workspace.gc.onStartup) return Promise.resolve(undefined);
@@ -131,6 +144,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
   try {
     const interrupted = store.failRunningRuns(Date.now(), "the gateway stopped during this run");
     if (interrupted > 0) log(`${interrupted} run(s) interrupted by the previous stop marked as error`);
+    await stopLeftovers(store, log);
     const parts = await buildGatewayParts(config, store, { log, workspaceFs: options.workspaceFs, defer: cleanups.defer });
     const { ephemeral, collector } = parts;
     const protocol = await startProtocolServer(protocolOptions(config, host, auth, parts, options, log));

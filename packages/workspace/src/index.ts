@@ -18,7 +18,19 @@ export { MARKER_NAME, readMarker, type LeaseMarker } from "./marker.ts";
 export { currentUid, defaultEphemeralRoot, ensurePrivateRoot, verifyPrivateRoot } from "./root.ts";
 export { safeRemove, type SafeRemoveResult } from "./remove.ts";
 export { removeTree } from "./remove-tree.ts";
-export { DEFAULT_STALE_MS, createLivenessProbe, memoizeLiveness, pidExists, registerInstance, type InstanceHandle, type LivenessOptions, type LivenessProbe } from "./instance.ts";
+export {
+  DEFAULT_STALE_MS,
+  createLivenessProbe,
+  currentProcess,
+  memoizeLiveness,
+  pidExists,
+  processState,
+  registerInstance,
+  type InstanceHandle,
+  type LivenessOptions,
+  type LivenessProbe,
+  type ProcessIdentity,
+} from "./instance.ts";
 export { parseProcStat, readProcStat, type ProcStat } from "./proc-stat.ts";
 export { sweep, type LedgerClaim, type SweepEntry, type SweepOptions, type SweepProgress, type SweepResult } from "./sweep.ts";
 export { createEphemeralProvider, DEFAULT_MAX_LEASES, type EphemeralProvider, type EphemeralProviderOptions } from "./providers/ephemeral.ts";

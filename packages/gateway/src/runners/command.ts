@@ -177,7 +177,7 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
     if (closing !== undefined) return Promise.reject(runnerClosedError("command"));
     if (input.signal.aborted) return Promise.reject(abortError(input.signal));
     const cwd = input.cwd ?? neutralCwd;
-    const token = newRunToken();
+    const token = input.processToken ?? newRunToken();
     return new Promise<RunOutput>((resolve, reject) => {
       let child: ChildProcess;
       try {

@@ -28,6 +28,12 @@ export interface RunInput {
   signal: AbortSignal;
   /** Each new piece of reply text, in order. Never called once the run has been aborted. */
   onDelta(text: string): void;
+  /**
+   * A random token for the run's processes (the command runner sets it as OCGW_RUN_TOKEN). The
+   * gateway records it with the run, so that its next start can stop what a crash left running.
+   * Unset: the runner makes one up.
+   */
+  processToken?: string | undefined;
 }
 
 export interface RunOutput {

@@ -1,9 +1,13 @@
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
+import { currentProcess } from "@ocgw/workspace";
 import { GatewayError } from "../errors.ts";
 import type { AgentRunner, HistoryTurn } from "../runners/index.ts";
 import type { WorkspaceLifecycle } from "../sessions/workspaces.ts";
 import type { MessageRecord, RunKind, RunRecord, Store, WorkspaceMode } from "../store/index.ts";
 import { createDeltaCoalescer } from "./delta-coalescer.ts";
+
+/** This gateway process, recorded with each run: a later start stops the run's processes only once it is proven dead. */
+const OWNER = JSON.stringify(currentProcess());
 
 export type RunEndStatus = "ok" | "error" | "aborted" | "timeout";
 
@@ -93,6 +97,8 @@ interface Run extends RunHandle {
   readonly mode: WorkspaceMode;
   readonly useWorkspace: boolean;
   readonly timeoutMs: number;
+  /** What the run's processes carry (OCGW_RUN_TOKEN), recorded so that the next start can stop them after a crash. */
+  readonly processToken: string;
   readonly controller: AbortController;
   readonly acked: Promise<void>;
   resolve(result: RunResult): void;
@@ -192,6 +198,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
         history: toHistory(earlier),
         cwd: lease?.path ?? null,
         signal: run.controller.signal,
+        processToken: run.processToken,
         onDelta: (delta) => {
           text += delta;
           deltas.push(delta);
@@ -282,6 +289,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
         // ledger records it like every other workspace.
         useWorkspace: input.useWorkspace,
         timeoutMs: input.timeoutMs ?? options.defaultTimeoutMs,
+        processToken: randomUUID(),
         controller: new AbortController(),
         // Never rejects: a run whose ack could not be written still runs (it is admitted and recorded).
         acked: input.acked.catch(() => undefined),
@@ -291,7 +299,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
         seq: 0,
       };
       store.transaction(() => {
-        store.insertRun({ runId: run.runId, sessionKey: run.sessionKey, kind: run.kind, inputHash, startedAt: acceptedAt });
+        store.insertRun({ runId: run.runId, sessionKey: run.sessionKey, kind: run.kind, inputHash, startedAt: acceptedAt, processToken: run.processToken, owner: OWNER });
         store.appendMessage({
           sessionKey: run.sessionKey,
           role: "user",

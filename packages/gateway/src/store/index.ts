@@ -12,6 +12,7 @@ export type {
   NewLease,
   NewMessage,
   NewRun,
+  RunProcessOwner,
   RunEnd,
   RunKind,
   RunRecord,

@@ -83,6 +83,17 @@ CREATE INDEX leases_by_session ON leases (session_key, created_at);
 CREATE INDEX leases_by_instance ON leases (instance_id, created_at);
 `,
   },
+  {
+    version: 2,
+    // The random token every process of a run carries (OCGW_RUN_TOKEN) and the identity of the
+    // gateway process that ran it (JSON: pid, host, boot, pid namespace, start time), so that a
+    // later start can stop what the runs of a gateway proven dead left running; NULL for runs
+    // recorded before they existed.
+    up: `
+ALTER TABLE runs ADD COLUMN process_token TEXT;
+ALTER TABLE runs ADD COLUMN owner TEXT;
+`,
+  },
 ];
 
 /** Throws unless versions run 1, 2, 3… (a gap or reorder would skip or repeat schema steps). */

@@ -120,8 +120,9 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     clearMessages: db.prepare("DELETE FROM messages WHERE session_key = ?"),
 
     insertRun: db.prepare(
-      "INSERT INTO runs (run_id, session_key, kind, input_hash, status, started_at) VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT (run_id) DO NOTHING",
+      "INSERT INTO runs (run_id, session_key, kind, input_hash, status, started_at, process_token, owner) VALUES (?, ?, ?, ?, 'running', ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
     ),
+    runProcessOwners: db.prepare("SELECT process_token, owner FROM runs WHERE process_token IS NOT NULL AND owner IS NOT NULL"),
     getRun: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs WHERE run_id = ?`),
     finishRun: db.prepare(
       "UPDATE runs SET status = ?, summary = ?, reply_text = ?, error_message = ?, ended_at = ? WHERE run_id = ? AND status = 'running'",
@@ -301,7 +302,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
 
     insertRun(run) {
       ensureOpen();
-      return Number(stmt.insertRun.run(run.runId, run.sessionKey, run.kind, run.inputHash, run.startedAt).changes) === 1;
+      return Number(stmt.insertRun.run(run.runId, run.sessionKey, run.kind, run.inputHash, run.startedAt, run.processToken ?? null, run.owner ?? null).changes) === 1;
     },
 
     getRun(runId) {
@@ -319,6 +320,11 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     failRunningRuns(endedAt, errorMessage) {
       ensureOpen();
       return Number(stmt.failRunningRuns.run(errorMessage, endedAt).changes);
+    },
+
+    runProcessOwners() {
+      ensureOpen();
+      return stmt.runProcessOwners.all().map((row) => ({ processToken: String(row["process_token"]), owner: String(row["owner"]) }));
     },
 
     pruneRuns(endedBefore) {

@@ -146,7 +146,18 @@ export type SessionPatch = Partial<Pick<SessionRecord, "label" | "updatedAt" | "
 
 export type NewMessage = Omit<MessageRecord, "id" | "seq">;
 
-export type NewRun = Pick<RunRecord, "runId" | "sessionKey" | "kind" | "inputHash" | "startedAt">;
+export type NewRun = Pick<RunRecord, "runId" | "sessionKey" | "kind" | "inputHash" | "startedAt"> & {
+  /** The token the run's processes carry (OCGW_RUN_TOKEN); see {@link Store.runProcessOwners}. */
+  processToken?: string | null;
+  /** The gateway process that runs it, as JSON (a ProcessIdentity of @ocgw/workspace). */
+  owner?: string | null;
+};
+
+/** A run's process token and the gateway process that ran it (JSON), as recorded. */
+export interface RunProcessOwner {
+  readonly processToken: string;
+  readonly owner: string;
+}
 
 export interface RunEnd {
   status: Exclude<RunStatus, "running">;
@@ -215,6 +226,8 @@ export interface Store {
   failRunningRuns(endedAt: number, errorMessage: string): number;
   /** Deletes ended runs whose `endedAt` is before the given time (ms since epoch). Returns how many. */
   pruneRuns(endedBefore: number): number;
+  /** The process token and owner of every run on record that has both (runs are kept for a day). */
+  runProcessOwners(): RunProcessOwner[];
   /**
    * Deletes `released` ledger rows that ended before `releasedBefore` and left nothing behind
    * (outcome `removed`, `gone` or `none`); rows that still describe a directory (`kept`,

@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { MARKER_NAME, leaseDirName } from "@ocgw/workspace";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { withTimeout } from "../protocol/helpers.ts";
-import { type ChildGateway, chatSend, connectAdmin, gatewayConfig, leaseEntries, ledger, makeDirs, processAlive, readLedger, spawnGatewayChild, startTestGateway, waitForTerminals } from "./lifecycle-harness.ts";
+import { type ChildGateway, chatEvents, chatSend, connectAdmin, gatewayConfig, leaseEntries, ledger, makeDirs, processAlive, readLedger, spawnGatewayChild, startTestGateway, waitForTerminals, waitUntil } from "./lifecycle-harness.ts";
 
 /** Opens `count` sessions with live ephemeral workspaces on a child gateway; returns their directories. */
 async function openSessions(child: ChildGateway, root: string, count: number, prefix: string): Promise<string[]> {
@@ -176,3 +176,59 @@ describe.runIf(process.platform === "linux")("a crashed gateway's runs", () => {
     expect(existsSync(leaseDir as string)).toBe(false);
   });
 });
+
+// Regression (found by the model-based test's long form: agent(main, hang), SIGKILL, restart): a
+// crashed gateway's runs went on running outside any ephemeral workspace, for good.
+describe.runIf(process.platform === "linux")("a crashed gateway's runs outside any ephemeral workspace", () => {
+  it("are stopped by the next start, running or lingering, and only once their gateway is proven dead", async () => {
+    const dirs = await makeDirs();
+    // "hang": a run that keeps running (prints its pid first); anything else: a run that leaves a job behind and ends.
+    const script = 'read -r msg; if [ "$msg" = hang ]; then echo "$$"; exec sleep 300; fi; sleep 300 </dev/null >/dev/null 2>&1 & echo "$!"';
+    const settings = { ...dirs, idleTtlMs: 600_000, implicit: "none" as const, runner: { kind: "command" as const, command: { argv: ["sh", "-c", script] } } };
+    const child = await spawnGatewayChild(gatewayConfig(settings));
+    const client = await connectAdmin(child.url);
+    const lingering = await chatSend(client, "lingering", "leave a job");
+    const lingeringText = (waitedText(await waitForTerminals(client, [lingering.runId]), lingering.runId));
+    const hang = await chatSend(client, "hanging", "hang");
+    await waitUntil(() => chatEvents(client, hang.runId).some((event) => event.state === "delta"), "the hanging run's first delta");
+    const pids = [Number(lingeringText), Number(deltaText(chatEvents(client, hang.runId)))];
+    for (const pid of pids) expect(Number.isInteger(pid) && pid > 1, `pid ${pid}`).toBe(true);
+    onTestFinished(() => killLeftovers(pids));
+
+    // Another gateway on the same state directory while this one lives: its runs are not proven dead.
+    const sharing = await startTestGateway(settings);
+    await sharing.close();
+    for (const pid of pids) expect(await processAlive(pid), `${pid} of a live gateway`).toBe(true);
+
+    client.ws.terminate();
+    await sigkill(child);
+    for (const pid of pids) expect(await processAlive(pid), `${pid} outlives the SIGKILLed gateway`).toBe(true);
+    const log: string[] = [];
+    await startTestGateway({ ...settings, onStartup: false }, (line) => log.push(line));
+    for (const pid of pids) expect(await processAlive(pid), `${pid} stopped by the next start`).toBe(false);
+    expect(log).toContain("stopped 2 process(es) that runs of a previous gateway left running");
+  });
+});
+
+function waitedText(terminals: Map<string, { [key: string]: unknown }>, runId: string): string {
+  const message = terminals.get(runId)?.["message"] as { content: { text: string }[] } | undefined;
+  return (message?.content[0]?.text ?? "").trim();
+}
+
+function deltaText(events: readonly { [key: string]: unknown }[]): string {
+  return events
+    .filter((event) => event["state"] === "delta")
+    .map((event) => String(event["deltaText"] ?? ""))
+    .join("")
+    .trim();
+}
+
+function killLeftovers(pids: readonly number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone, as it should be
+    }
+  }
+}
