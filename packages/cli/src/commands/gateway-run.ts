@@ -17,7 +17,7 @@ export function registerGatewayRun(gateway: Command, ctx: CommandContext): void 
     .command("run")
     .description("run the gateway in the foreground; SIGINT/SIGTERM stop it and release every ephemeral workspace")
     .addOption(new Option("--port <n>", "TCP port (0 = any free port; default $OCGW_PORT, the config's, 18789)").argParser(integerIn(0, 65_535)))
-    .addOption(new Option("--bind <mode>", "listen on loopback (127.0.0.1) or lan (0.0.0.0; needs a token)").choices(["loopback", "lan"]))
+    .addOption(new Option("--bind <mode>", "listen on loopback (127.0.0.1) or lan (0.0.0.0; refused with gateway.auth.mode \"none\")").choices(["loopback", "lan"]))
     .addOption(new Option("--token <token>", "shared secret clients must send (default $OCGW_GATEWAY_TOKEN, the config's)"))
     .addOption(new Option("--state-dir <dir>", "state directory (default $OCGW_STATE_DIR, the config's stateDir, ~/.ocgw)"))
     .addOption(new Option("--config <file>", "config file, JSON5 (default $OCGW_CONFIG, ~/.ocgw/ocgw.json)"))

@@ -25,7 +25,7 @@ export function bindHost(bind: string): string {
 /**
  * True when `bind` only accepts connections from this machine: `"loopback"`, an address in
  * 127.0.0.0/8, `::1`, or an IPv4-mapped 127.x address. `"lan"`, `0.0.0.0`, `::` and every other
- * address are not loopback and need `gateway.auth.token`.
+ * address are not loopback and are refused with `gateway.auth.mode: "none"`.
  */
 export function isLoopbackBind(bind: string): boolean {
   return bind === "loopback" || isLoopbackAddress(bind);

@@ -13,11 +13,11 @@ import type { RawData, WebSocket } from "ws";
 import type { RequestHandler } from "./dispatch.ts";
 import { encodeEvent } from "./frames.ts";
 import { requestIdentity } from "./admission.ts";
-import { CLOSE_POLICY_VIOLATION, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG } from "./handshake.ts";
+import { CLOSE_POLICY_VIOLATION, CLOSE_SERVICE_RESTART } from "./handshake.ts";
 import type { ProtocolLimits } from "./limits.ts";
 import { clearHandshakeTimer, createPeer } from "./peer.ts";
 import type { Peer, PeerRegistry } from "./peer.ts";
-import type { Sender } from "./sender.ts";
+import { REFUSED_CLOSE_GRACE_MS, type Sender } from "./sender.ts";
 
 export interface ConnectionDeps {
   limits: Required<ProtocolLimits>;
@@ -37,9 +37,6 @@ function rawDataToBuffer(data: RawData): Buffer {
   return Buffer.from(data);
 }
 
-/** How long a socket refused before authentication (an oversized frame) has to finish its close handshake. */
-export const REFUSED_CLOSE_GRACE_MS = 1000;
-
 /**
  * A peer refused before authentication (a frame over the pre-auth limit): ws has written its close
  * (1009) and goes on reading, to discard what still arrives. Reading a flood only to drop it costs
@@ -47,6 +44,8 @@ export const REFUSED_CLOSE_GRACE_MS = 1000;
  * sender), and cut the connection after a short grace instead of the usual 30 s.
  */
 function cutOff(peer: Peer, socket: Socket): void {
+  peer.phase = "closing";
+  clearHandshakeTimer(peer);
   setImmediate(() => socket.pause());
   setTimeout(() => peer.ws.terminate(), REFUSED_CLOSE_GRACE_MS).unref();
 }
@@ -76,11 +75,7 @@ function receive(peer: Peer, deps: ConnectionDeps): void {
   peer.ws.on("message", (data, _isBinary) => {
     const buffer = rawDataToBuffer(data);
     if (peer.phase === "handshake") {
-      if (buffer.length > deps.limits.preauthMaxBytes) {
-        deps.log(`gateway ws ${peer.remote}: pre-auth frame of ${buffer.length} bytes; closing`);
-        deps.sender.close(peer, CLOSE_TOO_BIG, "preauth payload too large");
-        return;
-      }
+      // Never above preauthMaxBytes: ws refuses a larger frame from its header (frame-limit.ts).
       deps.onHandshakeFrame(peer, buffer.toString("utf8"));
     } else if (peer.phase === "open" && peer.conn !== undefined) {
       deps.onRequestFrame(peer, peer.conn, buffer.toString("utf8"));

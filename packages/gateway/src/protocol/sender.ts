@@ -30,6 +30,12 @@ export interface Sender {
   respondError(peer: Peer, id: string, error: unknown): void;
 }
 
+/**
+ * How long a socket that never authenticated has to answer our close frame before it is cut (ws
+ * waits 30 s): a refused socket must not hold a place under gateway.maxConnections for long.
+ */
+export const REFUSED_CLOSE_GRACE_MS = 1000;
+
 function closePeer(options: SenderOptions, peer: Peer, code: number, reason: string): void {
   if (peer.phase !== "closed") peer.phase = "closing";
   clearHandshakeTimer(peer);
@@ -39,6 +45,7 @@ function closePeer(options: SenderOptions, peer: Peer, code: number, reason: str
     options.log(`gateway ws close failed: ${(error as Error).message}`);
     peer.ws.terminate();
   }
+  if (peer.conn === undefined) setTimeout(() => peer.ws.terminate(), REFUSED_CLOSE_GRACE_MS).unref();
 }
 
 function write(options: SenderOptions, peer: Peer, text: string): boolean {

@@ -38,9 +38,9 @@ interface Group {
 
 /**
  * Runs an external agent CLI (`claude -p`, `codex exec`, any program) once per turn. The program
- * starts in the session's workspace (or "/" without one) in a process group of its own, with
- * `OCGW_SESSION_KEY`, `OCGW_RUN_ID`, `OCGW_WORKSPACE` and `OCGW_RUN_TOKEN` (random, one per run)
- * set; it gets the message on stdin (then EOF), and its stdout is the reply, streamed as deltas
+ * starts in the session's workspace (or "/" without one) in a process group of its own, with the
+ * gateway's environment less `OCGW_GATEWAY_TOKEN`, and `OCGW_SESSION_KEY`, `OCGW_RUN_ID`,
+ * `OCGW_WORKSPACE` and `OCGW_RUN_TOKEN` (random, one per run) set; it gets the message on stdin (then EOF), and its stdout is the reply, streamed as deltas
  * (UTF-8 safe). Exit 0 resolves with all of
  * stdout; a non-zero exit, a death by signal or a program that cannot be started rejects with
  * GatewayError("RUNNER_FAILED") naming the program, the exit code or signal and the last 4 KiB of stderr.
@@ -185,7 +185,7 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
           cwd,
           detached: true,
           stdio: ["pipe", "pipe", "pipe"],
-          env: { ...process.env, ...env, OCGW_SESSION_KEY: input.sessionKey, OCGW_RUN_ID: input.runId, OCGW_WORKSPACE: input.cwd ?? "", [RUN_TOKEN_ENV]: token },
+          env: { ...inheritedEnv(), ...env, OCGW_SESSION_KEY: input.sessionKey, OCGW_RUN_ID: input.runId, OCGW_WORKSPACE: input.cwd ?? "", [RUN_TOKEN_ENV]: token },
         });
       } catch (error) {
         reject(startFailed(program, cwd, error));
@@ -309,6 +309,16 @@ export function createCommandRunner(options: CommandRunnerOptions): AgentRunner 
       return closing;
     },
   };
+}
+
+/** Variables of the gateway's environment a run never inherits (runner.command.env may still set them). */
+export const WITHHELD_ENV = ["OCGW_GATEWAY_TOKEN"] as const;
+
+/** The gateway's environment without {@link WITHHELD_ENV}: an agent gets no credential to its own gateway by default. */
+function inheritedEnv(): NodeJS.ProcessEnv {
+  const inherited = { ...process.env };
+  for (const name of WITHHELD_ENV) delete inherited[name];
+  return inherited;
 }
 
 /** RUNNER_CONFIG unless `options` holds a usable argv, env and killGraceMs. Exported for `createRunner`. */

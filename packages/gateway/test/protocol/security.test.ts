@@ -249,6 +249,27 @@ describe("limits before authentication, enforced while reading", () => {
     for (const client of clients) await expectServed(client);
   });
 
+  it("cuts a refused socket that never answers the close frame within about a second, freeing its place under maxConnections", async () => {
+    const secured = await startSecured({ maxConnections: 2 });
+    const token = await tokenOf(secured);
+    const client = await wellBehaved(secured.url, token);
+    const refused = await openClient(secured.url);
+    await refused.nextEvent("connect.challenge");
+    refused.sendJson({ type: "req", id: "bad", method: "connect", params: connectParams({ auth: { token: "guess" } }) });
+    // Stop reading: the refusal and the close frame are never seen, so the close is never answered (ws would wait 30 s).
+    (refused.ws as unknown as { _socket: net.Socket })._socket.pause();
+    const started = Date.now();
+    let admitted: TestClient | undefined;
+    while (admitted === undefined && Date.now() - started < 5000) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      admitted = await wellBehaved(secured.url, token).catch(() => undefined);
+    }
+    // ws alone holds such a socket for 30 s; the gateway cuts it after REFUSED_CLOSE_GRACE_MS.
+    expect(admitted, "a place under maxConnections within 5 s").toBeDefined();
+    await expectServed(admitted as TestClient);
+    await expectServed(client);
+  });
+
   it("drops a connection whose HTTP upgrade request stalls past the handshake timeout", async () => {
     const secured = await startSecured({ handshakeTimeoutMs: 500 });
     const client = await wellBehaved(secured.url, await tokenOf(secured));

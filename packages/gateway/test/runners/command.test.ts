@@ -90,6 +90,20 @@ describe.skipIf(process.platform === "win32")("command runner", () => {
     expect(vars).toBe(`agent:main:env|run-env|${workspace}|from config`);
   });
 
+  it("withholds the gateway's own OCGW_GATEWAY_TOKEN from a run, and passes the rest of its environment", async () => {
+    const saved = process.env["OCGW_GATEWAY_TOKEN"];
+    process.env["OCGW_GATEWAY_TOKEN"] = "the-gateway-secret";
+    process.env["OCGW_TEST_INHERITED"] = "inherited";
+    try {
+      const output = await runner({ argv: ["sh", "-c", 'printf "[%s][%s]" "${OCGW_GATEWAY_TOKEN-unset}" "$OCGW_TEST_INHERITED"'] }).run(makeInput().input);
+      expect(output.text).toBe("[unset][inherited]");
+    } finally {
+      if (saved === undefined) delete process.env["OCGW_GATEWAY_TOKEN"];
+      else process.env["OCGW_GATEWAY_TOKEN"] = saved;
+      delete process.env["OCGW_TEST_INHERITED"];
+    }
+  });
+
   it("runs in / with an empty OCGW_WORKSPACE when there is no workspace", async () => {
     const { input } = makeInput({ cwd: null });
     const output = await runner({ argv: ["sh", "-c", 'pwd; printf "[%s]" "$OCGW_WORKSPACE"'] }).run(input);
