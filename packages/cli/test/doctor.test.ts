@@ -1,5 +1,6 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import { LATEST_SCHEMA_VERSION } from "@ocgw/gateway";
 import { describe, expect, it } from "vitest";
 import { TOKEN, runCli, startTestGateway, tempDir } from "./helpers.ts";
 
@@ -32,7 +33,7 @@ describe("ocgw doctor", () => {
     expect([...checks.keys()]).toEqual(["config", "state-dir", "ephemeral-root", "free-space", "store", "orphans"]);
     expect(checks.get("config")).toBe(`ok ${t.config} loads`);
     expect(checks.get("ephemeral-root")).toBe(`ok ${t.root} is a directory of this user, mode 0700`);
-    expect(checks.get("store")).toMatch(/^ok .*ocgw\.sqlite opens, schema version 1$/);
+    expect(checks.get("store")).toMatch(new RegExp(`^ok .*ocgw\\.sqlite opens, schema version ${LATEST_SCHEMA_VERSION}$`));
     expect(checks.get("orphans")).toBe("ok 0 reclaimable, 0 reported (not provably ours), 1 live");
   });
 
