@@ -12,8 +12,9 @@
  * with the trace of the last run (each step, its answer, the gateway's log) in the error.
  *
  * Environment:
- *   OCGW_MODEL_RUNS=<n>   the long form: n sequences of up to 40 commands, child gateways and SIGKILL
- *                         (unset: the short form, 30 sequences of up to 30 commands, in-process only)
+ *   OCGW_MODEL_RUNS=<n>   the long form: n sequences of up to 40 commands, child gateways and SIGKILL,
+ *                         from a random seed (unset: the short form, 30 sequences of up to 30
+ *                         commands, in-process only, from a fixed seed)
  *   OCGW_MODEL_SEED=<s>   fast-check's seed (printed by a failure), with
  *   OCGW_MODEL_PATH=<p>   its path, and
  *   OCGW_MODEL_REPLAY=<r> the counterexample's replayPath (printed in its commands), to replay it
@@ -49,7 +50,13 @@ const long = runsVariable !== undefined && runsVariable !== "";
 const numRuns = long ? Number(runsVariable) : 30;
 if (!Number.isInteger(numRuns) || numRuns < 1) throw new Error(`OCGW_MODEL_RUNS must be a positive integer, got ${runsVariable}`);
 const maxCommands = long ? 40 : 30;
-const seed = process.env["OCGW_MODEL_SEED"];
+/**
+ * The short form (npm test) replays one fixed set of sequences, so that a red `npm test` always
+ * means a change broke an invariant, never that a new random draw found an old rare race; the long
+ * form explores with a fresh random seed (printed with any failure) unless one is given.
+ */
+const SHORT_FORM_SEED = 20_261_202;
+const seed = process.env["OCGW_MODEL_SEED"] ?? (long ? undefined : String(SHORT_FORM_SEED));
 const replayPath = process.env["OCGW_MODEL_PATH"];
 const commandsReplay = process.env["OCGW_MODEL_REPLAY"];
 
