@@ -32,7 +32,7 @@ describe("ocgw doctor", () => {
     expect([...checks.keys()]).toEqual(["config", "state-dir", "ephemeral-root", "free-space", "store", "orphans"]);
     expect(checks.get("config")).toBe(`ok ${t.config} loads`);
     expect(checks.get("ephemeral-root")).toBe(`ok ${t.root} is a directory of this user, mode 0700`);
-    expect(checks.get("store")).toMatch(/^ok .*ocgw\.sqlite opens, schema version 1$/);
+    expect(checks.get("store")).toMatch(/^ok .*ocgw\.sqlite opens, schema version 2$/);
     expect(checks.get("orphans")).toBe("ok 0 reclaimable, 0 reported (not provably ours), 1 live");
   });
 
