@@ -1,5 +1,5 @@
 /**
- * `npm run test:packed`: the packages as a user gets them. Builds, `npm pack`s every workspace
+ * `npm run test:packed`: the packages as a user gets them. Builds from clean, `npm pack`s every workspace
  * package into a temp dir, then for each Node (24, the repo's own, and the oldest supported, the
  * `node22` devDependency) installs the tarballs into an empty prefix with that Node's npm and,
  * with PATH holding only the prefix's `node_modules/.bin`, that Node's directory and /usr/bin:/bin:
@@ -302,7 +302,11 @@ async function main(): Promise<void> {
   log(`temp dir ${tmp}`);
   try {
     const cliVersion = (JSON.parse(await fs.readFile(path.join(REPO, "packages", "cli", "package.json"), "utf8")) as { version: string }).version;
-    const built = await check("npm run build", async () => {
+    const built = await check("npm run build (from clean: no stale dist/ files can be packed)", async () => {
+      for (const name of PACKAGES) {
+        await fs.rm(path.join(REPO, "packages", name, "dist"), { recursive: true, force: true });
+        await fs.rm(path.join(REPO, "packages", name, "tsconfig.build.tsbuildinfo"), { force: true });
+      }
       expectExit(await exec("npm", ["run", "build", "--silent"], { cwd: REPO, env: { ...process.env } }), "npm run build");
       return true;
     });
