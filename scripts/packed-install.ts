@@ -286,7 +286,7 @@ async function exercise(node: { label: string; bin: string }, tarballs: readonly
       await check(`${old.version} (${old.bin}): the installed ocgw prints one line and exits 1`, async () => {
         const result = await exec(path.join(prefix, "node_modules", ".bin", "ocgw"), ["gateway", "run"], { cwd: prefix, env: { ...env, PATH: `${path.dirname(old.bin)}:/usr/bin:/bin` } });
         expectExit(result, "ocgw on an old Node", 1);
-        const expected = `ocgw: needs Node.js >= 22.16.0, found ${old.version}\n`;
+        const expected = `ocgw: needs Node.js ^22.16.0 || >=24.0.0, found ${old.version}\n`;
         if (result.stderr !== expected || result.stdout !== "") throw new Error(`printed ${JSON.stringify(result.stdout + result.stderr)}, expected ${JSON.stringify(expected)}`);
       });
     }
