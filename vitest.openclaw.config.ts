@@ -4,6 +4,7 @@ import { defineConfig } from "vitest/config";
 // into node_modules/.cache by the global setup). One file at a time: each starts real gateways,
 // and the reference machine has two cores.
 export default defineConfig({
+  ssr: { resolve: { conditions: ["ocgw-source", "module", "node", "development|production"] } },
   test: {
     include: ["packages/*/test/openclaw/**/*.openclaw.test.ts"],
     globalSetup: ["packages/gateway/test/openclaw/install.ts"],

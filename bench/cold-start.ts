@@ -2,7 +2,7 @@
  * Measure 3: cold start. Spawn `ocgw gateway run` (fresh state dir and root each time) → its ready
  * line → connect → first `health` that answers ok. Median of BENCH_COLD_STARTS starts, with Node's
  * compile cache warm (the CLI enables it, so every start after the first finds it warm), and the
- * same from an empty compile cache each time (a first start: types stripped, cache written).
+ * same from an empty compile cache each time (a first start: every module compiled, cache written).
  */
 import * as path from "node:path";
 import { connectClient } from "./lib/client.ts";

@@ -1,10 +1,11 @@
 /**
  * A gateway in its own process, started exactly as an operator starts it:
- * `node packages/cli/src/bin.ts gateway run --port 0 --state-dir … --config …`, its ready line
- * read from stdout. Everything it writes stays under the directory it is given (state dir,
- * ephemeral root, config file, and HOME/TMPDIR pointed inside it too), except Node's compile
- * cache, which is shared by all children of one bench run and also lives in its root (the CLI's
- * own default, node_modules/.cache/ocgw-compile, is overridden by NODE_COMPILE_CACHE).
+ * `node packages/cli/dist/bin.js gateway run --port 0 --state-dir … --config …` (the built bin,
+ * what an installed `ocgw` runs; `npm run bench` builds first), its ready line read from stdout.
+ * Everything it writes stays under the directory it is given (state dir, ephemeral root, config
+ * file, and HOME/TMPDIR pointed inside it too), except Node's compile cache, which is shared by
+ * all children of one bench run and also lives in its root (the CLI's own default,
+ * node_modules/.cache/ocgw-compile, is overridden by NODE_COMPILE_CACHE).
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import * as path from "node:path";
@@ -12,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { type Rss, type Spawned, readRss, signalChild, spawnNode } from "./processes.ts";
 import { withTimeout } from "./stats.ts";
 
-export const CLI_BIN = fileURLToPath(new URL("../../packages/cli/src/bin.ts", import.meta.url));
+export const CLI_BIN = fileURLToPath(new URL("../../packages/cli/dist/bin.js", import.meta.url));
 export const TOKEN = "ocgw-bench-token";
 
 export type ImplicitMode = "ephemeral" | "agent" | "persistent" | "none";
@@ -32,8 +33,8 @@ export interface GatewayChildOptions {
   env?: Record<string, string>;
   /**
    * Node's compile cache: the bench run's shared one (default; warm after the first start, as
-   * every start after the first is for a user), `"off"` (NODE_DISABLE_COMPILE_CACHE: the types are
-   * stripped at every start, as on a first start), or a directory of its own.
+   * every start after the first is for a user), `"off"` (NODE_DISABLE_COMPILE_CACHE: every module
+   * is compiled at every start, as on a first start), or a directory of its own.
    */
   compileCache?: "shared" | "off" | { dir: string };
   onStderrLine?: (line: string, at: number) => void;

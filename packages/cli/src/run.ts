@@ -1,4 +1,3 @@
-import { GATEWAY_VERSION } from "@ocgw/gateway";
 import { Command, CommanderError } from "commander";
 import { registerCall } from "./commands/call.ts";
 import { registerChat } from "./commands/chat.ts";
@@ -9,6 +8,7 @@ import { registerWorkspacesGc } from "./commands/workspaces-gc.ts";
 import { registerWorkspacesLs } from "./commands/workspaces-ls.ts";
 import { errorLine, exitCodeOf } from "./errors.ts";
 import { type CommandContext, EXIT, type RunIO } from "./io.ts";
+import { CLI_VERSION } from "./version.ts";
 
 export { EXIT, UsageError, type RunIO, type Writer } from "./io.ts";
 
@@ -19,7 +19,7 @@ function buildProgram(ctx: CommandContext): Command {
   const { io } = ctx;
   const program = new Command("ocgw")
     .description("Run the ocgw gateway, call it, and find and reclaim orphaned workspaces.")
-    .version(GATEWAY_VERSION, "-V, --version")
+    .version(CLI_VERSION, "-V, --version")
     .exitOverride()
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),

@@ -17,6 +17,8 @@ export const TOKEN = "cli-test-token";
 /** The repository root (the bin is spawned from here, as `npm start` does). */
 export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const BIN = path.join("packages", "cli", "src", "bin.ts");
+/** The bin runs the sources: sibling packages resolve through their "ocgw-source" export condition. */
+export const SOURCE_CONDITION = "--conditions=ocgw-source";
 /** Only turns a hang into a failure; never asserted on. */
 export const HANG_MS = 15_000;
 
@@ -129,7 +131,7 @@ export interface SpawnedGateway {
 
 /** Spawns `node packages/cli/src/bin.ts gateway run …` and waits for its ready line. Killed (by its PID) if still running when the test ends. */
 export async function spawnGateway(args: readonly string[], env: NodeJS.ProcessEnv): Promise<SpawnedGateway> {
-  const child = spawn(process.execPath, [BIN, "gateway", "run", ...args], { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [SOURCE_CONDITION, BIN, "gateway", "run", ...args], { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));

@@ -108,9 +108,11 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     deleteSession: db.prepare("DELETE FROM sessions WHERE session_key = ?"),
 
     // A single INSERT … SELECT takes the write lock before reading max(seq), so the seq is atomic
-    // even across connections; the unique (session_key, seq) index backs that up.
+    // even across connections; the unique (session_key, seq) index backs that up. Plain `?` only
+    // (the key is bound twice): Node 22's node:sqlite rejects numbered `?NNN` positional binding
+    // ("column index out of range").
     appendMessage: db.prepare(`INSERT INTO messages (${MESSAGE_COLUMNS})
-      SELECT ?1, ?2, coalesce(max(seq), 0) + 1, ?3, ?4, ?5, ?6, ?7 FROM messages WHERE session_key = ?2
+      SELECT ?, ?, coalesce(max(seq), 0) + 1, ?, ?, ?, ?, ? FROM messages WHERE session_key = ?
       RETURNING seq`),
     messageTail: db.prepare(
       `SELECT * FROM (SELECT ${MESSAGE_COLUMNS} FROM messages WHERE session_key = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq ASC`,
@@ -263,7 +265,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
       const content = JSON.stringify(message.content) ?? "null";
       let row: Row | undefined;
       try {
-        row = stmt.appendMessage.get(id, message.sessionKey, message.role, content, message.runId, message.idempotencyKey, message.createdAt);
+        row = stmt.appendMessage.get(id, message.sessionKey, message.role, content, message.runId, message.idempotencyKey, message.createdAt, message.sessionKey);
       } catch (error) {
         if (sqliteErrcode(error) === SQLITE_CONSTRAINT_FOREIGNKEY) {
           throw new GatewayError("SESSION_NOT_FOUND", `Cannot append a message: no session "${message.sessionKey}"`, {

@@ -114,11 +114,12 @@ export interface ChildRun {
 }
 
 /**
- * Runs `node <args>` as a child (with `options`: cwd, uid/gid, env); SIGKILLed by pid when the test
+ * Runs `node --conditions=ocgw-source <args>` (sibling packages from their sources) as a child
+ * (with `options`: cwd, uid/gid, env); SIGKILLed by pid when the test
  * finishes if it is still running. `exited` settles once its output streams are closed too.
  */
 export function spawnNode(args: readonly string[], options: Pick<SpawnOptions, "cwd" | "uid" | "gid" | "env"> = {}): ChildRun {
-  const child = spawn(process.execPath, [...args], { ...options, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--conditions=ocgw-source", ...args], { ...options, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));

@@ -235,7 +235,7 @@ export interface SpawnChildOptions {
  * SIGKILLed by pid when the test finishes, unless it has exited already.
  */
 export async function spawnGatewayChild(config: GatewayConfigInput, options: SpawnChildOptions = {}): Promise<ChildGateway> {
-  const child = spawn(process.execPath, [options.fixture ?? CHILD_FIXTURE, JSON.stringify(config), ...(options.args ?? [])], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--conditions=ocgw-source", options.fixture ?? CHILD_FIXTURE, JSON.stringify(config), ...(options.args ?? [])], { stdio: ["ignore", "pipe", "pipe"] });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once("exit", (code, signal) => resolve({ code, signal }));
   });

@@ -182,7 +182,7 @@ export interface OcgwResult {
 
 /** Runs the real `ocgw` bin (a child process) with OpenClaw's environment. */
 export async function ocgw(oc: OpenClawRoot, args: readonly string[]): Promise<OcgwResult> {
-  const child = spawn(process.execPath, [path.join(REPO, "packages", "cli", "src", "bin.ts"), ...args], { cwd: oc.root, env: oc.env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--conditions=ocgw-source", path.join(REPO, "packages", "cli", "src", "bin.ts"), ...args], { cwd: oc.root, env: oc.env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
