@@ -1,7 +1,7 @@
 /**
  * `npm run test:packed`: the packages as a user gets them. Builds from clean, `npm pack`s every workspace
- * package into a temp dir, then for each Node (24, the repo's own, and the oldest supported, the
- * `node22` devDependency) installs the tarballs into an empty prefix with that Node's npm and,
+ * package into a temp dir, then for each Node (24, the repo's own, and the oldest supported, installed
+ * from npm on first use into node_modules/.cache/ocgw-node/) installs the tarballs into an empty prefix with that Node's npm and,
  * with PATH holding only the prefix's `node_modules/.bin`, that Node's directory and /usr/bin:/bin:
  * `ocgw --version`, `ocgw gateway run --port 0` (HOME, TMPDIR, OCGW_STATE_DIR and the ephemeral
  * root inside the prefix) → `call health`, `chat hello`, `workspaces ls --json` → SIGINT → exit 0
@@ -25,10 +25,10 @@ const STEP_TIMEOUT_MS = 180_000;
 const READY_TIMEOUT_MS = 30_000;
 
 const NODE_24 = { label: "node 24", bin: path.join(REPO, "node_modules", "node", "bin", "node") };
-const NODES = [
-  NODE_24,
-  { label: "node 22 (oldest supported)", bin: path.join(REPO, "node_modules", "node22", "bin", "node") },
-];
+/** The oldest supported Node (engines `^22.16.0 || >=24.0.0`), installed from npm on first use. */
+const OLDEST_NODE_VERSION = "22.16.0";
+const OLDEST_NODE_DIR = path.join(REPO, "node_modules", ".cache", "ocgw-node", OLDEST_NODE_VERSION);
+const NODES = [NODE_24, { label: `node ${OLDEST_NODE_VERSION} (oldest supported)`, bin: path.join(OLDEST_NODE_DIR, "node_modules", "node", "bin", "node") }];
 
 let passed = 0;
 let failed = 0;
@@ -297,6 +297,23 @@ async function exercise(node: { label: string; bin: string }, tarballs: readonly
   log(`${node.label}: done in ${((performance.now() - started) / 1000).toFixed(1)} s; installed size ${nm.stdout.split("\t")[0] ?? "?"} (node_modules), prefix ${du.stdout.split("\t")[0] ?? "?"}`);
 }
 
+/**
+ * The `node` npm package at the oldest supported version, in its own prefix under the repo's cache:
+ * not a devDependency, whose `node` bin would fight the repo's Node 24 for node_modules/.bin/node.
+ */
+async function installOldestNode(): Promise<void> {
+  const bin = path.join(OLDEST_NODE_DIR, "node_modules", "node", "bin", "node");
+  const found = await exec(bin, ["--version"], { cwd: REPO, env: {} }).catch(() => undefined);
+  if (found?.stdout.trim() === `v${OLDEST_NODE_VERSION}`) return;
+  await fs.rm(OLDEST_NODE_DIR, { recursive: true, force: true });
+  await fs.mkdir(OLDEST_NODE_DIR, { recursive: true });
+  // Its preinstall fetches the platform binary: allowed here by name, as the root allows the repo's own `node`.
+  await fs.writeFile(path.join(OLDEST_NODE_DIR, "package.json"), `${JSON.stringify({ private: true, allowScripts: { node: true } })}\n`);
+  expectExit(await exec("npm", ["install", "--no-audit", "--no-fund", `node@${OLDEST_NODE_VERSION}`], { cwd: OLDEST_NODE_DIR, env: npmEnv(NODE_24.bin) }), `npm install node@${OLDEST_NODE_VERSION}`);
+  const installed = (await exec(bin, ["--version"], { cwd: REPO, env: {} })).stdout.trim();
+  if (installed !== `v${OLDEST_NODE_VERSION}`) throw new Error(`${bin} reports ${installed}, not v${OLDEST_NODE_VERSION}`);
+}
+
 async function main(): Promise<void> {
   const tmp = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "ocgw-packed-")));
   log(`temp dir ${tmp}`);
@@ -317,12 +334,13 @@ async function main(): Promise<void> {
       return packAll(into);
     });
     if (tarballs === undefined) return;
+    await check(`node ${OLDEST_NODE_VERSION} from npm (node_modules/.cache/ocgw-node, first run only)`, installOldestNode);
     let first = true;
     for (const node of NODES) {
       const present = await fs.access(node.bin).then(() => true, () => false);
       if (!present) {
         failed += 1;
-        log(`  FAIL ${node.label}: ${node.bin} is missing (npm install installs it)`);
+        log(`  FAIL ${node.label}: ${node.bin} is missing`);
         continue;
       }
       await exercise(node, tarballs, tmp, cliVersion, first);

@@ -208,13 +208,16 @@ describe("limits before authentication, enforced while reading", () => {
     // A child gateway, so that its memory is measured alone: /proc/<pid>/status VmHWM is its peak RSS.
     const dir = await tempDir();
     const stateDir = path.join(dir, "state");
-    const child = await spawnGatewayChild({ stateDir, gateway: { port: 0 }, workspace: { ephemeral: { root: path.join(dir, "ephemeral") }, gc: { intervalMs: 0 } } });
+    // A long handshake timeout: on a loaded machine the flood must be refused by its size, never by the clock (1008).
+    const gateway = { port: 0, handshakeTimeoutMs: 120_000 };
+    const child = await spawnGatewayChild({ stateDir, gateway, workspace: { ephemeral: { root: path.join(dir, "ephemeral") }, gc: { intervalMs: 0 } } });
     const token = (await fs.readFile(path.join(stateDir, "gateway.token"), "utf8")).trim();
     const client = await wellBehaved(child.url, token);
     await expectServed(client);
     const before = await peakRssBytes(child.pid);
     const frame = Buffer.alloc(24 * 1024 * 1024, 0x20);
-    const flood = await Promise.all(Array.from({ length: 16 }, () => openClient(child.url)));
+    // An all-zero mask (valid): ws then sends the one shared buffer as it is instead of masking 384 MiB on this side.
+    const flood = await Promise.all(Array.from({ length: 16 }, () => openClient(child.url, { generateMask: (mask: Buffer) => void mask.fill(0) })));
     await Promise.all(flood.map((peer) => peer.nextEvent("connect.challenge")));
     for (const peer of flood) peer.ws.send(frame);
     for (const peer of flood) expect((await peer.closed).code).toBe(1009);
