@@ -110,7 +110,10 @@ function isolatedEnv(prefix: string, nodeBin: string, extra: Record<string, stri
  * NODE_EXTRA_CA_CERTS, say) minus what `npm run` and the repo add, the chosen Node first on PATH.
  */
 function npmEnv(nodeBin: string): NodeJS.ProcessEnv {
-  const dropped = /^(npm_|INIT_CWD$|NODE_OPTIONS$|NODE_PATH$|OCGW_)/i;
+  // npm's own settings (npm_config_*: registry, cafile, proxy, cache, its global config file) stay:
+  // run by another Node, npm would look for its global config next to that Node and miss them.
+  // The rest of `npm run`'s variables (the repo's package and its prefix) go.
+  const dropped = /^(npm_(?!config_)|npm_config_(local_prefix|prefix|global|workspaces?|allow_scripts|call)$|INIT_CWD$|NODE_OPTIONS$|NODE_PATH$|OCGW_)/i;
   const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !dropped.test(name)));
   return { ...env, PATH: [path.dirname(nodeBin), "/usr/local/bin", "/usr/bin", "/bin"].join(":") };
 }
