@@ -47,13 +47,15 @@ export async function coldStartSection(ctx: SectionContext): Promise<void> {
   const all = stats(toHealth);
   ctx.rows.push(
     valueRow("start.health", `cold start → first ok health (median of ${starts})`, median(toHealth), "ms", {
-      target: { on: "value", max: 300, text: "≤ 300 ms" },
+      // Issue 11's targets, for the built output: ≤ 150 ms warm, ≤ 300 ms on a first start.
+      target: { on: "value", max: 150, text: "≤ 150 ms" },
       upstream: "~7.5 s",
       note: `compile cache warm (every start after the first); min ${all.min.toFixed(0)} ms, max ${all.max.toFixed(0)} ms`,
     }),
     valueRow("start.ready", `cold start → ready line (median of ${starts})`, median(toReady), "ms"),
     valueRow("start.health-first", "  … first start, empty compile cache", median(first.toHealth), "ms", {
-      note: "types stripped and the cache written during the start",
+      target: { on: "value", max: 300, text: "≤ 300 ms" },
+      note: "the built JavaScript compiled and the cache written during the start",
     }),
   );
   Object.assign(ctx.details, { starts, toHealthMs: toHealth, toReadyMs: toReady, firstStart: first });
