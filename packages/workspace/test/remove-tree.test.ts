@@ -1,7 +1,8 @@
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, lstat, mkdir, readFile, readdir, rename, symlink, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rename, symlink, writeFile } from "node:fs/promises";
 import * as net from "node:net";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -11,7 +12,7 @@ import { type FsPort, nodeFsPort } from "../src/fs-port.ts";
 import { createEphemeralProvider } from "../src/providers/ephemeral.ts";
 import { removeTree } from "../src/remove-tree.ts";
 import type { ReleaseResult } from "../src/types.ts";
-import { NOBODY, deepTree, memfsPort, nobodyCannotRun, tempDir, watchEventLoop, withFaults } from "./helpers.ts";
+import { NOBODY, deepTree, memfsPort, nobodyCannotRun, removeTestDir, tempDir, watchEventLoop, withFaults } from "./helpers.ts";
 
 const run = promisify(execFile);
 const REMOVE_AS = fileURLToPath(new URL("./fixtures/remove-as.ts", import.meta.url));
@@ -102,6 +103,15 @@ async function removeAsNonRoot(root: string, target: string): Promise<{ uid: num
   expect(code, stderr).toBe(0);
   return JSON.parse(stdout) as { uid: number; outcome: string; code?: string; message?: string };
 }
+
+describe("the tests' own cleanup", () => {
+  it("regression: a 3,000-level tree a failed test leaves behind is removed (fs.rm fails with ENAMETOOLONG on it)", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "ocgw-ws-cleanup-"));
+    await deepTree(dir, 3000);
+    await removeTestDir(dir);
+    expect(existsSync(dir)).toBe(false);
+  });
+});
 
 describe("removeTree: hostile trees (regression: a hostile tree hung removal)", () => {
   it(
