@@ -22,6 +22,7 @@ import type { GatewayContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import type { BroadcastOptions, ProtocolServer } from "./protocol/index.ts";
 import { type RunnerSpec, createRunner } from "./runners/index.ts";
+import { RUN_OWNER } from "./runners/orphans.ts";
 import { type RunManager, createRunManager } from "./runs/run-manager.ts";
 import { type CanonicalKey, mainSessionKey } from "./sessions/keys.ts";
 import { type WorkspaceLifecycle, createWorkspaceLifecycle } from "./sessions/workspaces.ts";
@@ -134,7 +135,11 @@ export async function buildGatewayParts(config: ResolvedConfig, store: Store, op
   const providers = providersFor(config, agentConfig, ephemeral);
   const seeds = seedDirectories(config);
   const runner = createRunner(runnerSpec(config));
-  options.defer(() => runner.close());
+  options.defer(async () => {
+    // Rejects naming any process that survived SIGKILL: then the tokens stay for the next start.
+    await runner.close();
+    store.forgetRunProcesses(RUN_OWNER);
+  });
 
   // Runs and sessions emit through this before the server exists (never in practice: it starts first).
   const wire: { server?: ProtocolServer } = {};

@@ -1,6 +1,7 @@
 import { readTokenFile } from "../auth/token-file.ts";
 import { CONFIG_DEFAULTS } from "../config/defaults.ts";
-import { type ConfigFlags, loadConfig, resolveConfig } from "../config/load.ts";
+import { isLoopbackAddress } from "../config/bind.ts";
+import { type ConfigFlags, loadConfig, nonEmpty, resolveConfig } from "../config/load.ts";
 
 /** Where a client connects and with which secret. */
 export interface GatewayTarget {
@@ -84,10 +85,6 @@ function isLocalUrl(url: string, port: number): boolean {
     return false;
   }
   const host = parsed.hostname.toLowerCase();
-  const loopback = host === "localhost" || host === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  const loopback = host === "localhost" || isLoopbackAddress(host.replace(/^\[(.*)\]$/, "$1"));
   return parsed.protocol === "ws:" && loopback && (parsed.port === "" ? 80 : Number(parsed.port)) === port;
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === "" ? undefined : value;
 }

@@ -160,7 +160,8 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Resol
   return finish(layering, { cwd, homedir });
 }
 
-function nonEmpty(value: string | undefined): string | undefined {
+/** An environment variable or flag as a value: an empty string counts as unset. */
+export function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === "" ? undefined : value;
 }
 

@@ -17,7 +17,7 @@ import { CLOSE_POLICY_VIOLATION, CLOSE_SERVICE_RESTART } from "./handshake.ts";
 import type { ProtocolLimits } from "./limits.ts";
 import { clearHandshakeTimer, createPeer } from "./peer.ts";
 import type { Peer, PeerRegistry } from "./peer.ts";
-import { REFUSED_CLOSE_GRACE_MS, type Sender } from "./sender.ts";
+import { type Sender, terminateSoon } from "./sender.ts";
 
 export interface ConnectionDeps {
   limits: Required<ProtocolLimits>;
@@ -47,7 +47,7 @@ function cutOff(peer: Peer, socket: Socket): void {
   peer.phase = "closing";
   clearHandshakeTimer(peer);
   setImmediate(() => socket.pause());
-  setTimeout(() => peer.ws.terminate(), REFUSED_CLOSE_GRACE_MS).unref();
+  terminateSoon(peer);
 }
 
 /** Bookkeeping that runs whatever the phase: errors, pongs, and the close. */

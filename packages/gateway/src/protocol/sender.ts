@@ -45,7 +45,12 @@ function closePeer(options: SenderOptions, peer: Peer, code: number, reason: str
     options.log(`gateway ws close failed: ${(error as Error).message}`);
     peer.ws.terminate();
   }
-  if (peer.conn === undefined) setTimeout(() => peer.ws.terminate(), REFUSED_CLOSE_GRACE_MS).unref();
+  if (peer.conn === undefined) terminateSoon(peer);
+}
+
+/** Cuts a peer that never authenticated once {@link REFUSED_CLOSE_GRACE_MS} has passed, answered close or not. */
+export function terminateSoon(peer: Peer): void {
+  setTimeout(() => peer.ws.terminate(), REFUSED_CLOSE_GRACE_MS).unref();
 }
 
 function write(options: SenderOptions, peer: Peer, text: string): boolean {

@@ -7,11 +7,16 @@
  * gateway is proven dead (same host, boot and pid namespace; its pid gone or reused: see
  * `processState` in @ocgw/workspace) are stopped, with their descendants: SIGTERM, SIGKILL after
  * the grace. A run whose gateway is alive (another gateway on the same state directory) or cannot
- * be judged keeps its processes. Linux only (the token is read from /proc/<pid>/environ).
+ * be judged keeps its processes. Linux only (the token is read from /proc/<pid>/environ). A
+ * graceful stop that killed every process of its runs forgets their tokens, so a start after it
+ * scans nothing.
  */
-import { type ProcessIdentity, processState } from "@ocgw/workspace";
+import { type ProcessIdentity, currentProcess, processState } from "@ocgw/workspace";
 import type { RunProcessOwner } from "../store/index.ts";
 import { type SweepTarget, killMembers, scanProcesses, selectMembers } from "./descendants.ts";
+
+/** This gateway process as each of its runs records it (JSON of its ProcessIdentity). */
+export const RUN_OWNER: string = JSON.stringify(currentProcess());
 
 export interface PreviousRunsReport {
   /** Processes found carrying the token of a run whose gateway is proven dead (with their descendants). */

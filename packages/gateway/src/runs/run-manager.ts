@@ -1,13 +1,10 @@
 import { createHash, randomUUID } from "node:crypto";
-import { currentProcess } from "@ocgw/workspace";
 import { GatewayError } from "../errors.ts";
 import type { AgentRunner, HistoryTurn } from "../runners/index.ts";
 import type { WorkspaceLifecycle } from "../sessions/workspaces.ts";
 import type { MessageRecord, RunKind, RunRecord, Store, WorkspaceMode } from "../store/index.ts";
+import { RUN_OWNER } from "../runners/orphans.ts";
 import { createDeltaCoalescer } from "./delta-coalescer.ts";
-
-/** This gateway process, recorded with each run: a later start stops the run's processes only once it is proven dead. */
-const OWNER = JSON.stringify(currentProcess());
 
 export type RunEndStatus = "ok" | "error" | "aborted" | "timeout";
 
@@ -299,7 +296,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
         seq: 0,
       };
       store.transaction(() => {
-        store.insertRun({ runId: run.runId, sessionKey: run.sessionKey, kind: run.kind, inputHash, startedAt: acceptedAt, processToken: run.processToken, owner: OWNER });
+        store.insertRun({ runId: run.runId, sessionKey: run.sessionKey, kind: run.kind, inputHash, startedAt: acceptedAt, processToken: run.processToken, owner: RUN_OWNER });
         store.appendMessage({
           sessionKey: run.sessionKey,
           role: "user",

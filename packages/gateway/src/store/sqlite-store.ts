@@ -125,6 +125,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
       "INSERT INTO runs (run_id, session_key, kind, input_hash, status, started_at, process_token, owner) VALUES (?, ?, ?, ?, 'running', ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
     ),
     runProcessOwners: db.prepare("SELECT process_token, owner FROM runs WHERE process_token IS NOT NULL AND owner IS NOT NULL"),
+    forgetRunProcesses: db.prepare("UPDATE runs SET process_token = NULL WHERE owner = ? AND process_token IS NOT NULL"),
     getRun: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs WHERE run_id = ?`),
     finishRun: db.prepare(
       "UPDATE runs SET status = ?, summary = ?, reply_text = ?, error_message = ?, ended_at = ? WHERE run_id = ? AND status = 'running'",
@@ -322,6 +323,11 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     failRunningRuns(endedAt, errorMessage) {
       ensureOpen();
       return Number(stmt.failRunningRuns.run(errorMessage, endedAt).changes);
+    },
+
+    forgetRunProcesses(owner) {
+      ensureOpen();
+      return Number(stmt.forgetRunProcesses.run(owner).changes);
     },
 
     runProcessOwners() {

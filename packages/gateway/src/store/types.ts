@@ -229,6 +229,11 @@ export interface Store {
   /** The process token and owner of every run on record that has both (runs are kept for a day). */
   runProcessOwners(): RunProcessOwner[];
   /**
+   * Drops the process tokens of `owner`'s runs, once it has stopped them all (a graceful stop):
+   * the next start then has nothing to look for in /proc. Returns how many rows changed.
+   */
+  forgetRunProcesses(owner: string): number;
+  /**
    * Deletes `released` ledger rows that ended before `releasedBefore` and left nothing behind
    * (outcome `removed`, `gone` or `none`); rows that still describe a directory (`kept`,
    * `trashed`, `refused`) and every other state stay. Returns how many were deleted.

@@ -245,21 +245,29 @@ export class WaitRun extends Step {
   }
 }
 
-/** Graceful restart: close() (or SIGTERM to a child), then a new gateway on the same state dir and root. */
-export class Restart extends Step {
+/** A stop of the current gateway, then a new one (`next`) on the same state dir and root. */
+abstract class Relaunch extends Step {
   readonly next: "inproc" | "child";
   constructor(next: "inproc" | "child") {
     super();
     this.next = next;
   }
-  protected async act(model: Model, system: ModelSystem): Promise<string> {
-    await system.stop("graceful");
-    // What the stop left, before the next gateway (and its start-up collection) can change anything.
-    throwIfAny(await afterGracefulStopViolations(system, await runnerProcesses(system.gates)), system, `after the graceful stop of step ${system.step} ${this.toString()}`);
+  /** Starts the next gateway once the current one has stopped; the model follows it. */
+  protected async relaunch(model: Model, system: ModelSystem): Promise<string> {
     await system.start(this.next);
     model.current = this.next;
     model.closedGates = [];
     return `now gateway ${system.current().index} (${this.next})`;
+  }
+}
+
+/** Graceful restart: close() (or SIGTERM to a child), then a new gateway on the same state dir and root. */
+export class Restart extends Relaunch {
+  protected async act(model: Model, system: ModelSystem): Promise<string> {
+    await system.stop("graceful");
+    // What the stop left, before the next gateway (and its start-up collection) can change anything.
+    throwIfAny(await afterGracefulStopViolations(system, await runnerProcesses(system.gates)), system, `after the graceful stop of step ${system.step} ${this.toString()}`);
+    return this.relaunch(model, system);
   }
   toString(): string {
     return `restart(graceful → ${this.next})`;
@@ -267,21 +275,13 @@ export class Restart extends Step {
 }
 
 /** SIGKILL of the child gateway by pid, then a new gateway on the same state dir and root (long form). */
-export class Crash extends Step {
-  readonly next: "inproc" | "child";
-  constructor(next: "inproc" | "child") {
-    super();
-    this.next = next;
-  }
+export class Crash extends Relaunch {
   override check(model: Readonly<Model>): boolean {
     return model.current === "child";
   }
   protected async act(model: Model, system: ModelSystem): Promise<string> {
     await system.stop("sigkill");
-    await system.start(this.next);
-    model.current = this.next;
-    model.closedGates = [];
-    return `now gateway ${system.current().index} (${this.next})`;
+    return this.relaunch(model, system);
   }
   toString(): string {
     return `crash(SIGKILL → ${this.next})`;
