@@ -4,7 +4,10 @@
  * compile cache warm (the CLI enables it, so every start after the first finds it warm), and the
  * same from an empty compile cache each time (a first start: every module compiled, cache written).
  */
+import { execFile } from "node:child_process";
 import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { connectClient } from "./lib/client.ts";
 import type { SectionContext } from "./lib/context.ts";
 import { startGatewayChild } from "./lib/gateway-child.ts";
@@ -39,6 +42,18 @@ async function measureStarts(ctx: SectionContext, tag: string, starts: number, f
   return { toHealth, toReady };
 }
 
+/**
+ * What `npm install -g @ocgw/cli` puts on disk: the CLI is one bundle with no dependencies
+ * (scripts/bundle-cli.ts), so it is the package's unpacked size as `npm pack` reports it.
+ */
+async function cliInstalledMB(): Promise<number> {
+  const repo = fileURLToPath(new URL("../", import.meta.url));
+  const { stdout } = await promisify(execFile)("npm", ["pack", "--dry-run", "--json", "--workspace", "@ocgw/cli"], { cwd: repo });
+  const [pack] = JSON.parse(stdout) as { unpackedSize: number }[];
+  if (pack === undefined) throw new Error("npm pack --dry-run reported nothing for @ocgw/cli");
+  return pack.unpackedSize / (1024 * 1024);
+}
+
 export async function coldStartSection(ctx: SectionContext): Promise<void> {
   const starts = Math.max(1, envInt("BENCH_COLD_STARTS", 5));
   await measureStarts(ctx, "prime", 1, false);
@@ -56,6 +71,9 @@ export async function coldStartSection(ctx: SectionContext): Promise<void> {
     valueRow("start.health-first", "  … first start, empty compile cache", median(first.toHealth), "ms", {
       target: { on: "value", max: 300, text: "≤ 300 ms" },
       note: "the built JavaScript compiled and the cache written during the start",
+    }),
+    valueRow("install.cli", "@ocgw/cli installed, with its dependencies", await cliInstalledMB(), "MB", {
+      note: "one bundle, no dependencies; about 2/3 of it is source maps",
     }),
   );
   Object.assign(ctx.details, { starts, toHealthMs: toHealth, toReadyMs: toReady, firstStart: first });

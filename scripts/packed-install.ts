@@ -181,7 +181,7 @@ async function packAll(into: string): Promise<string[]> {
   const result = await exec("npm", ["pack", "--workspaces", "--pack-destination", into, "--json"], { cwd: REPO, env: npmEnv(NODE_24.bin) });
   expectExit(result, "npm pack");
   const packs = JSON.parse(result.stdout) as { name: string; filename: string; size: number; unpackedSize: number; files: { path: string }[] }[];
-  const allowed = /^(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts|js\.map|json))$/;
+  const allowed = /^(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts|js\.map|json)|dist\/THIRD-PARTY-LICENSES\.md)$/;
   for (const pack of packs) {
     const stray = pack.files.map((file) => file.path).filter((file) => !allowed.test(file) || /(^|\/)(test|tests|fixtures?)\//.test(file));
     if (stray.length > 0) throw new Error(`${pack.name} would ship ${stray.join(", ")}`);
@@ -317,6 +317,29 @@ async function installOldestNode(): Promise<void> {
   if (installed !== `v${OLDEST_NODE_VERSION}`) throw new Error(`${bin} reports ${installed}, not v${OLDEST_NODE_VERSION}`);
 }
 
+/**
+ * `@ocgw/cli` on its own: it is one bundle (scripts/bundle-cli.ts), so its tarball installs with no
+ * dependency and no registry, runs, and its installed size is the whole cost of `npm i -g @ocgw/cli`.
+ */
+async function cliAlone(tarballs: readonly string[], tmp: string, cliVersion: string): Promise<void> {
+  const prefix = path.join(tmp, "cli-alone");
+  await fs.mkdir(prefix);
+  const cli = tarballs.find((file) => path.basename(file).startsWith("ocgw-cli-"));
+  if (cli === undefined) throw new Error("no @ocgw/cli tarball");
+  const manifest = JSON.parse(await fs.readFile(path.join(REPO, "packages", "cli", "package.json"), "utf8")) as { dependencies?: object };
+  if (manifest.dependencies !== undefined) throw new Error(`@ocgw/cli declares dependencies: ${Object.keys(manifest.dependencies).join(", ")}`);
+  await fs.writeFile(path.join(prefix, "package.json"), '{ "name": "ocgw-cli-alone", "private": true }\n');
+  expectExit(await exec("npm", ["install", "--prefix", prefix, "--offline", "--no-audit", "--no-fund", "--no-package-lock", cli], { cwd: prefix, env: npmEnv(NODE_24.bin) }), "npm install <cli tarball>");
+  const packages = (await fs.readdir(path.join(prefix, "node_modules"))).filter((name) => !name.startsWith("."));
+  const scoped = await fs.readdir(path.join(prefix, "node_modules", "@ocgw"));
+  if (packages.join(",") !== "@ocgw" || scoped.join(",") !== "cli") throw new Error(`installed ${packages.join(", ")} (@ocgw/${scoped.join(", @ocgw/")})`);
+  const result = await exec("ocgw", ["--version"], { cwd: prefix, env: isolatedEnv(prefix, NODE_24.bin) });
+  expectExit(result, "ocgw --version");
+  if (result.stdout !== `${cliVersion}\n`) throw new Error(`printed ${JSON.stringify(result.stdout)}`);
+  const du = await exec("du", ["-sh", path.join(prefix, "node_modules")], { cwd: prefix, env: { PATH: "/usr/bin:/bin" } });
+  log(`    @ocgw/cli installed alone: ${du.stdout.split("\t")[0] ?? "?"} (node_modules, with source maps and licences)`);
+}
+
 async function main(): Promise<void> {
   const tmp = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "ocgw-packed-")));
   log(`temp dir ${tmp}`);
@@ -337,6 +360,7 @@ async function main(): Promise<void> {
       return packAll(into);
     });
     if (tarballs === undefined) return;
+    await check("@ocgw/cli alone: no dependencies, installs offline, runs", () => cliAlone(tarballs, tmp, cliVersion));
     await check(`node ${OLDEST_NODE_VERSION} from npm (node_modules/.cache/ocgw-node, first run only)`, installOldestNode);
     let first = true;
     for (const node of NODES) {

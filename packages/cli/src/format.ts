@@ -1,8 +1,4 @@
-import { createRequire } from "node:module";
-import type TableType from "cli-table3";
-
-// Loaded on first use: `ocgw gateway run` prints no table and should not carry it in memory.
-const require = createRequire(import.meta.url);
+import Table from "cli-table3";
 
 /** `812 B`, `4.0 KiB`, `39.1 MiB`, `1.20 GiB`. */
 export function formatBytes(bytes: number | null | undefined): string {
@@ -43,7 +39,6 @@ const PLAIN = {
 
 /** A borderless, colourless table (greppable, copy-paste friendly), ending in a newline. */
 export function renderTable(head: readonly string[], rows: readonly (readonly string[])[]): string {
-  const Table = require("cli-table3") as typeof TableType;
   const table = new Table({ head: [...head], chars: PLAIN, style: { head: [], border: [], "padding-left": 0, "padding-right": 0 } });
   for (const row of rows) table.push([...row]);
   return `${table

@@ -1,9 +1,5 @@
-import { createRequire } from "node:module";
-import type cliProgressType from "cli-progress";
+import cliProgress from "cli-progress";
 import type { Writer } from "./io.ts";
-
-// Loaded on first use, like cli-table3: only long sweeps on a terminal need it.
-const require = createRequire(import.meta.url);
 
 /** Above this many entries a terminal gets a progress bar. */
 export const PROGRESS_MIN_ENTRIES = 20;
@@ -15,7 +11,7 @@ export interface Progress {
 
 /** A progress bar on stderr when it is a terminal and the work has more than 20 entries; else silent. */
 export function createProgress(stderr: Writer): Progress {
-  let bar: cliProgressType.SingleBar | undefined;
+  let bar: cliProgress.SingleBar | undefined;
   let phase: string | undefined;
   return {
     update(done, total, nextPhase) {
@@ -23,7 +19,6 @@ export function createProgress(stderr: Writer): Progress {
       if (bar === undefined || phase !== nextPhase) {
         bar?.stop();
         phase = nextPhase;
-        const cliProgress = require("cli-progress") as typeof cliProgressType;
         bar = new cliProgress.SingleBar(
           { stream: stderr as NodeJS.WritableStream, format: `${nextPhase.padEnd(8)} [{bar}] {value}/{total}`, hideCursor: true, clearOnComplete: false },
           cliProgress.Presets.shades_classic,

@@ -2,12 +2,14 @@
  * The one end-to-end test of the real bin: `node packages/cli/src/bin.ts gateway run` in a child
  * process, driven by in-process `run` calls, stopped with SIGINT.
  */
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs/promises";
 import * as net from "node:net";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import type { WorkspaceInventory } from "@ocgw/gateway";
-import { leaseDirs, runCli, spawnGateway, tempDir } from "./helpers.ts";
+import { CLI_VERSION } from "../src/version.ts";
+import { BIN, REPO_ROOT, SOURCE_CONDITION, leaseDirs, runCli, spawnGateway, tempDir } from "./helpers.ts";
 
 /** A port that was free a moment ago (the gateway binds it next; the CLI must find it with no --url). */
 async function freePort(): Promise<number> {
@@ -59,5 +61,14 @@ describe("the ocgw bin", () => {
     expect(gateway.stderr()).toContain("SIGINT: releasing workspaces and stopping");
     expect(await leaseDirs(t.root)).toEqual([]);
     expect(await fs.readdir(t.root)).toEqual([".instances"]);
+  });
+
+  it("answers --version when TMPDIR names a missing directory (no module reads the temp dir at load)", async () => {
+    const t = await tempDir();
+    const missing = path.join(t.dir, "no-such-tmp");
+    const result = spawnSync(process.execPath, [SOURCE_CONDITION, BIN, "--version"], { cwd: REPO_ROOT, encoding: "utf8", env: { ...t.env, TMPDIR: missing } });
+    expect(result.stderr).toBe("");
+    expect(result.stdout).toBe(`${CLI_VERSION}\n`);
+    expect(result.status).toBe(0);
   });
 });

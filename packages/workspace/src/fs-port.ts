@@ -1,6 +1,5 @@
 import nodeFs from "node:fs";
 import * as nodeFsPromises from "node:fs/promises";
-import { dir as tmpDir } from "tmp-promise";
 
 /**
  * The file-system surface @ocgw/workspace uses. Production code gets {@link nodeFsPort}; fault and
@@ -34,6 +33,10 @@ export const nodeFsPort: FsPort = {
   async createLeaseDir(root, name) {
     // `name` is ours (slug + hash + randomness, never a raw key) and tmp ≥ 0.2.7 confines it to
     // `tmpdir`; `keep` because release and the collector own removal, not tmp's exit hook.
-    await tmpDir({ tmpdir: root, name, mode: 0o700, keep: true });
+    // tmp-promise loads on the first lease, not with this module: at load it takes the realpath of
+    // $TMPDIR, which throws when $TMPDIR names a missing directory, and every `ocgw` command
+    // (`--version` too) died with that stack trace before it could say anything.
+    const { dir } = await import("tmp-promise");
+    await dir({ tmpdir: root, name, mode: 0o700, keep: true });
   },
 };

@@ -6,7 +6,7 @@
  * (broadcast.ts), frame writing and limits on the way out (sender.ts), tick and ping
  * (keepalive.ts). Methods themselves live elsewhere and plug in through the table.
  */
-import { type Server, createServer } from "node:http";
+import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type VerifyClientCallbackAsync, WebSocketServer } from "ws";
 import { type AdmissionDeps, admit } from "./admission.ts";
@@ -24,6 +24,11 @@ import { type RateLimitSettings, createAuthRateLimiter } from "./rate-limit.ts";
 import type { Connection, PeerRegistry } from "./peer.ts";
 import { createSender } from "./sender.ts";
 import type { Sender } from "./sender.ts";
+
+// node:http through the CommonJS loader, not `import`: an ES import builds the module namespace by
+// reading every export, and Node's lazy `http.WebSocket` getter then loads undici (+12 MB RSS and
+// ~60 ms at start; measured in docs/benchmarks.md). The gateway uses no export that needs it.
+const { createServer } = process.getBuiltinModule("node:http");
 
 export interface ProtocolServerOptions {
   host: string;
