@@ -8,8 +8,9 @@ import { chatSend, connectClient, type Sent } from "./lib/client.ts";
 import type { SectionContext } from "./lib/context.ts";
 import { rootEntries } from "./lib/fs-usage.ts";
 import { startGatewayChild } from "./lib/gateway-child.ts";
+import { sampleRss } from "./lib/processes.ts";
 import { valueRow } from "./lib/report.ts";
-import { envInt, median, sleep } from "./lib/stats.ts";
+import { envInt, sleep } from "./lib/stats.ts";
 
 export const MEMORY_ENV = {
   BENCH_SESSIONS: "live implicit sessions for the RSS measure (default 10000)",
@@ -17,15 +18,6 @@ export const MEMORY_ENV = {
 };
 
 const MB = 1024;
-
-async function sampleRss(read: () => Promise<{ rssKb: number }>, samples = 5, gapMs = 200): Promise<number> {
-  const values: number[] = [];
-  for (let i = 0; i < samples; i++) {
-    values.push((await read()).rssKb);
-    if (i < samples - 1) await sleep(gapMs);
-  }
-  return median(values);
-}
 
 /**
  * The idle RSS of the same gateway with Node's compile cache disabled, as on a first start: Node
@@ -36,7 +28,7 @@ async function idleWithoutCompileCache(ctx: SectionContext): Promise<number> {
   const gateway = await startGatewayChild({ dir: path.join(ctx.dir, "gateway-no-cache"), implicit: "ephemeral", compileCache: "off" });
   try {
     await sleep(500);
-    return await sampleRss(() => gateway.rss());
+    return await sampleRss(gateway.pid);
   } finally {
     await gateway.stop();
   }
@@ -57,7 +49,7 @@ export async function memorySection(ctx: SectionContext): Promise<void> {
   let stopped = false;
   try {
     await sleep(500);
-    const idleKb = await sampleRss(() => gateway.rss());
+    const idleKb = await sampleRss(gateway.pid);
     ctx.log(`  idle RSS ${(idleKb / MB).toFixed(1)} MB; filling ${sessions} live sessions`);
     const client = await connectClient(gateway.url, gateway.token);
     const fillStarted = performance.now();
@@ -83,7 +75,7 @@ export async function memorySection(ctx: SectionContext): Promise<void> {
       const live = (health.payload as { workspaces?: { live?: number } } | undefined)?.workspaces?.live;
       const fillMs = performance.now() - fillStarted;
       await sleep(1000);
-      const loadedKb = await sampleRss(() => gateway.rss());
+      const loadedKb = await sampleRss(gateway.pid);
       const peakKb = (await gateway.rss()).peakKb;
       const inRoot = await rootEntries(gateway.root);
       ctx.log(`  ${finals} finals (${failed} failed) in ${(fillMs / 1000).toFixed(1)} s; gateway reports ${live} live; ${inRoot.leases} lease dirs; RSS ${(loadedKb / MB).toFixed(1)} MB`);

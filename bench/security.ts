@@ -21,7 +21,7 @@ import { secretsEqual } from "../packages/gateway/src/protocol/handshake.ts";
 import { connectClient } from "./lib/client.ts";
 import type { SectionContext } from "./lib/context.ts";
 import { type GatewayChild, startGatewayChild } from "./lib/gateway-child.ts";
-import { readRss } from "./lib/processes.ts";
+import { readRss, sampleRss } from "./lib/processes.ts";
 import { format, statRow, valueRow } from "./lib/report.ts";
 import { envInt, median, sleep, stats, withTimeout } from "./lib/stats.ts";
 
@@ -98,16 +98,6 @@ async function flood(url: string): Promise<Flood> {
   } finally {
     for (const ws of sockets) if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
   }
-}
-
-/** Median VmRSS (KiB) of `samples` readings `gapMs` apart. */
-async function sampleRss(pid: number, samples = 5, gapMs = 200): Promise<number> {
-  const values: number[] = [];
-  for (let i = 0; i < samples; i++) {
-    values.push((await readRss(pid)).rssKb);
-    if (i < samples - 1) await sleep(gapMs);
-  }
-  return median(values);
 }
 
 /** Resets the process's VmHWM to its current RSS (Linux ≥ 4.0, same user); false if refused. */

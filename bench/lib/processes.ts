@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
+import { median, sleep } from "./stats.ts";
 
 const children = new Set<ChildProcess>();
 
@@ -100,6 +101,16 @@ export async function readRss(pid: number): Promise<Rss> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
   const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
   return { rssKb: field("VmRSS"), peakKb: field("VmHWM") };
+}
+
+/** Median VmRSS (KiB) of `samples` readings `gapMs` apart. */
+export async function sampleRss(pid: number, samples = 5, gapMs = 200): Promise<number> {
+  const values: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    values.push((await readRss(pid)).rssKb);
+    if (i < samples - 1) await sleep(gapMs);
+  }
+  return median(values);
 }
 
 let interruptedBy: NodeJS.Signals | undefined;
