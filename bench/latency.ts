@@ -5,7 +5,7 @@
 import { chatSend, connectClient } from "./lib/client.ts";
 import type { SectionContext } from "./lib/context.ts";
 import { startGatewayChild } from "./lib/gateway-child.ts";
-import { statRow } from "./lib/report.ts";
+import { statRow, valueRow } from "./lib/report.ts";
 import { envInt, sleep, stats } from "./lib/stats.ts";
 
 export const LATENCY_ENV = {
@@ -13,6 +13,14 @@ export const LATENCY_ENV = {
   BENCH_PACED: "paced sends, one at a time with a 2 ms gap (default 300)",
   BENCH_BURST: "sends written back to back in the burst (default 200)",
 };
+
+/** The gateway store's commit count, as `health` reports it. */
+async function storeCommits(client: Awaited<ReturnType<typeof connectClient>>): Promise<number> {
+  const health = await client.request("health", {});
+  const commits = (health.payload as { store?: { commits?: unknown } } | undefined)?.store?.commits;
+  if (typeof commits !== "number") throw new Error(`health reports no store.commits: ${JSON.stringify(health.payload)}`);
+  return commits;
+}
 
 export async function latencySection(ctx: SectionContext): Promise<void> {
   const warmup = envInt("BENCH_WARMUP", 50);
@@ -30,6 +38,7 @@ export async function latencySection(ctx: SectionContext): Promise<void> {
       const pacedAck: number[] = [];
       const sendToFinal: number[] = [];
       let refused = 0;
+      const commitsBefore = await storeCommits(client);
       for (let i = 0; i < paced; i++) {
         const sent = await chatSend(client, { sessionKey: `paced-${i}`, message: "hello there", idempotencyKey: `paced-${i}` });
         if (!sent.ack.ok) {
@@ -41,6 +50,7 @@ export async function latencySection(ctx: SectionContext): Promise<void> {
         if (end.state === "final") sendToFinal.push(end.at - sent.t0);
         await sleep(2);
       }
+      const commitsPerSession = ((await storeCommits(client)) - commitsBefore) / Math.max(1, paced - refused);
       await sleep(100);
       const burstSends = [];
       for (let i = 0; i < burst; i++) {
@@ -71,8 +81,12 @@ export async function latencySection(ctx: SectionContext): Promise<void> {
           upstream: "p50 184, p99 349 ms",
         }),
         statRow("final.burst", `send → final, ${burst}-send burst`, stats(burstFinal), "ms"),
+        valueRow("commits.session", "SQLite commits per one-shot implicit session (paced)", commitsPerSession, "count", {
+          target: { on: "value", max: 3, text: "≤ 3" },
+          note: "health's store.commits over the paced sends, divided by them (health's own reads commit nothing)",
+        }),
       );
-      Object.assign(ctx.details, { warmup, paced, burst, refused, pacedAck: stats(pacedAck), sendToFinal: stats(sendToFinal), burstAck: stats(burstAck), burstFinal: stats(burstFinal) });
+      Object.assign(ctx.details, { warmup, paced, burst, refused, commitsPerSession, pacedAck: stats(pacedAck), sendToFinal: stats(sendToFinal), burstAck: stats(burstAck), burstFinal: stats(burstFinal) });
     } finally {
       await client.close();
     }

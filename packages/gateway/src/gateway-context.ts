@@ -222,7 +222,7 @@ function ensureSession(deps: ContextDeps, context: GatewayContext, target: Canon
     lastInteractionAt: null,
   };
   if (store.insertSession(record)) {
-    context.sessionsChanged({ sessionKey: record.key, agentId: record.agentId, sessionId: record.sessionId, reason: "create", session: context.sessionRow(record) });
+    store.onCommit(() => context.sessionsChanged({ sessionKey: record.key, agentId: record.agentId, sessionId: record.sessionId, reason: "create", session: context.sessionRow(record) }));
     return record;
   }
   return store.getSession(target.key) as SessionRecord;
@@ -239,6 +239,7 @@ function health(deps: ContextDeps): Record<string, unknown> {
     agents: config.agentIds.map((id) => ({ agentId: id, isDefault: id === config.defaultAgentId })),
     sessions: { count: store.listSessions({ limit: 1 }).total },
     workspaces: { implicit: config.workspace.implicit, root: ephemeral.root, live: lifecycle.live().size, ledger: counts },
+    store: { commits: store.commits },
   };
 }
 

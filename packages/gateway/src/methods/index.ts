@@ -77,17 +77,20 @@ export function createMethods(ctx: GatewayContext): MethodTable {
     const target = canonical(params.sessionKey, params.agentId);
     // A known runId is a replay (in_flight, cached or conflict): answered from the run alone, it creates no session.
     const replay = store.getRun(params.runId) !== undefined;
-    const session = replay ? undefined : ctx.ensureSession(target, params.kind === "agent" ? "run" : "implicit", params.workspace === false ? "none" : undefined);
-    const outcome = runs.submit({
-      runId: params.runId,
-      kind: params.kind,
-      sessionKey: target.key,
-      agentId: target.agentId,
-      message: params.message,
-      mode: session?.workspaceMode ?? "none",
-      useWorkspace: params.workspace !== false,
-      timeoutMs: params.timeoutMs,
-      acked: params.acked,
+    // One commit for a new session and its first run (sessions.changed goes out after it).
+    const outcome = store.transaction(() => {
+      const session = replay ? undefined : ctx.ensureSession(target, params.kind === "agent" ? "run" : "implicit", params.workspace === false ? "none" : undefined);
+      return runs.submit({
+        runId: params.runId,
+        kind: params.kind,
+        sessionKey: target.key,
+        agentId: target.agentId,
+        message: params.message,
+        mode: session?.workspaceMode ?? "none",
+        useWorkspace: params.workspace !== false,
+        timeoutMs: params.timeoutMs,
+        acked: params.acked,
+      });
     });
     return { target, outcome };
   }

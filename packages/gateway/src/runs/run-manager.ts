@@ -212,17 +212,20 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     }
     const endedAt = Date.now();
     try {
-      store.finishRun(run.runId, {
-        status: outcome.status,
-        summary: outcome.status === "ok" ? "completed" : outcome.status,
-        replyText: text,
-        errorMessage: outcome.message,
-        endedAt,
+      // One commit for the run's end: its status, the reply in the transcript, the session's times.
+      store.transaction(() => {
+        store.finishRun(run.runId, {
+          status: outcome.status,
+          summary: outcome.status === "ok" ? "completed" : outcome.status,
+          replyText: text,
+          errorMessage: outcome.message,
+          endedAt,
+        });
+        if (text !== "" && store.getSession(run.sessionKey) !== undefined) {
+          store.appendMessage({ sessionKey: run.sessionKey, role: "assistant", content: { ...assistantMessage(text, endedAt), stopReason: outcome.stopReason }, runId: run.runId, idempotencyKey: null, createdAt: endedAt });
+        }
+        store.patchSession(run.sessionKey, { updatedAt: endedAt, lastInteractionAt: endedAt });
       });
-      if (text !== "" && store.getSession(run.sessionKey) !== undefined) {
-        store.appendMessage({ sessionKey: run.sessionKey, role: "assistant", content: { ...assistantMessage(text, endedAt), stopReason: outcome.stopReason }, runId: run.runId, idempotencyKey: null, createdAt: endedAt });
-      }
-      store.patchSession(run.sessionKey, { updatedAt: endedAt, lastInteractionAt: endedAt });
     } catch (error) {
       options.log?.(`recording the end of run ${run.runId} failed: ${String(error)}`);
     }
@@ -248,6 +251,18 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     runs.delete(run.runId);
     run.resolve({ runId: run.runId, sessionKey: run.sessionKey, status: outcome.status, text, errorMessage: outcome.message, startedAt, endedAt, stopReason: outcome.stopReason });
     if (next !== undefined) void execute(next);
+  }
+
+  /** Registers an admitted run and starts it, or queues it behind its session's running one. */
+  function enqueue(run: Run): void {
+    runs.set(run.runId, run);
+    const lane = lanes.get(run.sessionKey);
+    if (lane === undefined) {
+      lanes.set(run.sessionKey, { running: run, waiting: [] });
+      void execute(run);
+    } else {
+      lane.waiting.push(run);
+    }
   }
 
   function abortRun(run: Run, reason: Error): void {
@@ -306,15 +321,10 @@ export function createRunManager(options: RunManagerOptions): RunManager {
           createdAt: acceptedAt,
         });
         store.patchSession(run.sessionKey, { updatedAt: acceptedAt, lastInteractionAt: acceptedAt });
+        // Queued once its record is committed (the caller's transaction may hold the commit):
+        // a run whose record rolled back never runs.
+        store.onCommit(() => enqueue(run));
       });
-      runs.set(run.runId, run);
-      const lane = lanes.get(run.sessionKey);
-      if (lane === undefined) {
-        lanes.set(run.sessionKey, { running: run, waiting: [] });
-        void execute(run);
-      } else {
-        lane.waiting.push(run);
-      }
       return { state: "started", run };
     },
     abort(sessionKey, runId, reason) {

@@ -158,11 +158,21 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
 
   let closed = false;
   let depth = 0;
+  /** Commits asked of SQLite: each write outside a transaction, and each transaction. */
+  let commits = 0;
+  /** {@link Store.onCommit} callbacks waiting for the outermost transaction to commit. */
+  let committed: (() => void)[] = [];
 
   function ensureOpen(): void {
     if (closed) {
       throw new GatewayError("STORE_UNAVAILABLE", `The store "${file}" is closed`, { fix: "Open the store again; it is closed at gateway shutdown" });
     }
+  }
+
+  /** Before a write: a write outside {@link Store.transaction} is a commit of its own. */
+  function ensureWritable(): void {
+    ensureOpen();
+    if (depth === 0) commits += 1;
   }
 
   function sessionList(byAgent: boolean, bySearch: boolean): { rows: StatementSync; total: StatementSync } {
@@ -201,6 +211,9 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
   const store: Store = {
     path: file,
     schemaVersion,
+    get commits() {
+      return commits;
+    },
 
     getSession(key) {
       ensureOpen();
@@ -209,7 +222,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     },
 
     insertSession(record) {
-      ensureOpen();
+      ensureWritable();
       const result = stmt.insertSession.run(
         record.key,
         record.sessionId,
@@ -225,7 +238,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     },
 
     patchSession(key, patch) {
-      ensureOpen();
+      ensureWritable();
       const row = stmt.patchSession.get({
         key,
         setLabel: flag(patch.label),
@@ -243,7 +256,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     },
 
     deleteSession(key) {
-      ensureOpen();
+      ensureWritable();
       return Number(stmt.deleteSession.run(key).changes) > 0;
     },
 
@@ -260,7 +273,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     },
 
     appendMessage(message) {
-      ensureOpen();
+      ensureWritable();
       const id = randomUUID();
       // JSON.stringify(undefined) is undefined, not text; store it as JSON null.
       const content = JSON.stringify(message.content) ?? "null";
@@ -299,12 +312,12 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     },
 
     clearMessages(sessionKey) {
-      ensureOpen();
+      ensureWritable();
       return Number(stmt.clearMessages.run(sessionKey).changes);
     },
 
     insertRun(run) {
-      ensureOpen();
+      ensureWritable();
       return Number(stmt.insertRun.run(run.runId, run.sessionKey, run.kind, run.inputHash, run.startedAt, run.processToken ?? null, run.owner ?? null).changes) === 1;
     },
 
@@ -315,18 +328,18 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     },
 
     finishRun(runId, end) {
-      ensureOpen();
+      ensureWritable();
       const result = stmt.finishRun.run(end.status, end.summary ?? null, end.replyText ?? null, end.errorMessage ?? null, end.endedAt, runId);
       return Number(result.changes) === 1;
     },
 
     failRunningRuns(endedAt, errorMessage) {
-      ensureOpen();
+      ensureWritable();
       return Number(stmt.failRunningRuns.run(errorMessage, endedAt).changes);
     },
 
     forgetRunProcesses(owner) {
-      ensureOpen();
+      ensureWritable();
       return Number(stmt.forgetRunProcesses.run(owner).changes);
     },
 
@@ -336,37 +349,37 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     },
 
     pruneRuns(endedBefore) {
-      ensureOpen();
+      ensureWritable();
       return Number(stmt.pruneRuns.run(endedBefore).changes);
     },
 
     pruneReleasedLeases(releasedBefore) {
-      ensureOpen();
+      ensureWritable();
       return Number(stmt.pruneReleasedLeases.run(releasedBefore).changes);
     },
 
     recordLease(lease) {
-      ensureOpen();
+      ensureWritable();
       stmt.recordLease.run(lease.leaseId, lease.sessionKey, lease.kind, lease.mode, lease.path, lease.instanceId, lease.createdAt);
     },
 
     markLeaseLive(leaseId, live) {
-      ensureOpen();
+      ensureWritable();
       return Number(stmt.markLeaseLive.run(live.path, live.dev, live.ino, leaseId).changes) === 1;
     },
 
     markLeaseReleasing(leaseId) {
-      ensureOpen();
+      ensureWritable();
       return Number(stmt.markLeaseReleasing.run(leaseId).changes) === 1;
     },
 
     markLeaseReleased(leaseId, end) {
-      ensureOpen();
+      ensureWritable();
       return Number(stmt.markLeaseReleased.run(end.releasedAt, end.reason, end.outcome, end.error ?? null, leaseId).changes) === 1;
     },
 
     markLeaseFailed(leaseId, error, at) {
-      ensureOpen();
+      ensureWritable();
       return Number(stmt.markLeaseFailed.run(error, at, leaseId).changes) === 1;
     },
 
@@ -404,21 +417,32 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
       if (depth > 0) return fn();
       stmt.begin.run();
       depth += 1;
+      let result: T;
       try {
-        const result = fn();
+        result = fn();
         if (isThenable(result)) {
           // The async part would run after COMMIT, outside the transaction; refuse instead of half-committing.
           result.then(undefined, () => undefined);
           throw new TypeError("store.transaction() takes a synchronous function; it returned a promise");
         }
         stmt.commit.run();
-        return result;
+        commits += 1;
       } catch (error) {
         if (!closed && db.isTransaction) stmt.rollback.run();
+        committed = [];
         throw error;
       } finally {
         depth -= 1;
       }
+      const after = committed;
+      committed = [];
+      for (const callback of after) callback();
+      return result;
+    },
+
+    onCommit(callback) {
+      if (depth === 0) callback();
+      else committed.push(callback);
     },
 
     close() {

@@ -193,6 +193,12 @@ export interface Store {
   readonly path: string;
   /** The schema version after migration (the newest this build knows). */
   readonly schemaVersion: number;
+  /**
+   * Commits made since the store opened: every write outside {@link Store.transaction} is one,
+   * every transaction one more (the migration at open is not counted). For the bench and the
+   * per-session commit budget test.
+   */
+  readonly commits: number;
 
   getSession(key: string): SessionRecord | undefined;
   /** Inserts unless the key exists; false when it does (the existing row is left as it was). */
@@ -262,6 +268,12 @@ export interface Store {
    * synchronous: when it returns a promise the transaction is rolled back and a TypeError thrown.
    */
   transaction<T>(fn: () => T): T;
+  /**
+   * Runs `callback` once what was written so far is committed: at once outside a transaction,
+   * after the outermost COMMIT inside one, never if it rolls back. For news of a write (a
+   * `sessions.changed` event) that must not go out for a write that did not happen.
+   */
+  onCommit(callback: () => void): void;
   /** Closes the database. Idempotent. */
   close(): void;
 }

@@ -493,6 +493,44 @@ export function testStore(name: string, create: () => Store): void {
         expect(store.listSessions().total).toBe(2);
       });
 
+      it("counts commits: a write outside a transaction is one, a transaction of many writes one, reads none", () => {
+        const store = open();
+        const start = store.commits;
+        store.insertSession(session("k"));
+        store.getSession("k");
+        expect(store.commits - start).toBe(1);
+        store.transaction(() => {
+          store.insertRun({ runId: "r", sessionKey: "k", kind: "chat", inputHash: "h", startedAt: 1 });
+          store.appendMessage({ sessionKey: "k", role: "user", content: "x", runId: "r", idempotencyKey: null, createdAt: 1 });
+          store.transaction(() => store.patchSession("k", { updatedAt: 2 }));
+        });
+        expect(store.commits - start).toBe(2);
+        expect(() => store.transaction(() => store.insertSession(session("k2")) && undefined)).not.toThrow();
+        expect(store.commits - start).toBe(3);
+      });
+
+      it("onCommit runs at once outside a transaction, after the outermost commit inside one, never after a rollback", () => {
+        const store = open();
+        const calls: string[] = [];
+        store.onCommit(() => calls.push("outside"));
+        expect(calls).toEqual(["outside"]);
+        store.transaction(() => {
+          store.insertSession(session("k"));
+          store.transaction(() => store.onCommit(() => calls.push("nested")));
+          store.onCommit(() => calls.push("outer"));
+          expect(calls).toEqual(["outside"]);
+        });
+        expect(calls).toEqual(["outside", "nested", "outer"]);
+        expect(() =>
+          store.transaction(() => {
+            store.onCommit(() => calls.push("rolled back"));
+            throw new Error("stop");
+          }),
+        ).toThrow("stop");
+        store.transaction(() => store.insertSession(session("k3")));
+        expect(calls).toEqual(["outside", "nested", "outer"]);
+      });
+
       it("refuses an async fn and rolls back what it did synchronously", async () => {
         const store = open();
         expect(() =>

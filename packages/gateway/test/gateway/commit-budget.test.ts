@@ -1,0 +1,35 @@
+/**
+ * SQLite commits per one-shot implicit session (issue 14's budget): a fresh key through
+ * `chat.send` with `idleTtlMs` 0 — session created, run admitted, workspace acquired, the run,
+ * its end recorded and the workspace released — counted by the store's commit counter as
+ * `health` reports it. Each commit is a WAL append the disk must take, so this is the per-session
+ * write cost; the test fails when a change adds one.
+ */
+import { describe, expect, it } from "vitest";
+import type { TestClient } from "../protocol/helpers.ts";
+import { connect, startTestGateway } from "./harness.ts";
+
+async function commits(client: TestClient): Promise<number> {
+  const health = await client.request("health", {});
+  return (health.payload as { store: { commits: number } }).store.commits;
+}
+
+async function oneShot(client: TestClient, n: number): Promise<void> {
+  const runId = `budget-${n}`;
+  const ack = await client.request("chat.send", { sessionKey: `budget-key-${n}`, message: "hi", idempotencyKey: runId });
+  expect(ack.payload).toEqual({ runId, status: "started" });
+  await client.next((frame) => frame.event === "chat" && (frame.payload as { runId?: string; state?: string }).runId === runId && (frame.payload as { state: string }).state === "final");
+}
+
+describe("commit budget", () => {
+  it("a one-shot implicit session (create, run, release) costs at most 6 SQLite commits (was 9: the session and its first run now share one, and so do the run's end records)", async () => {
+    const t = await startTestGateway({ idleTtlMs: 0 });
+    const client = await connect(t.url);
+    await oneShot(client, 0);
+    const sessions = 5;
+    const before = await commits(client);
+    for (let n = 1; n <= sessions; n += 1) await oneShot(client, n);
+    const perSession = ((await commits(client)) - before) / sessions;
+    expect(perSession).toBeLessThanOrEqual(6);
+  });
+});
