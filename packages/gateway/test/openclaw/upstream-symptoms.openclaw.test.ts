@@ -42,7 +42,8 @@ interface Observed {
   chatSendGhost: string;
   /** After a graceful stop and a new start on the same state dir. */
   afterRestart: string[];
-  ghostDirsAfterRestart: string[];
+  /** `<stateDir>/agents/ghost-*` once that gateway has stopped. */
+  ghostDirsAfterStop: string[];
 }
 
 const sandboxDirs = async (oc: OpenClawRoot): Promise<string[]> => (await fs.readdir(path.join(oc.stateDir, "sandboxes")).catch(() => [] as string[])).sort();
@@ -74,15 +75,17 @@ async function observeOpenClaw(model: MockModel, defer: Defer): Promise<Observed
   const sizes = await Promise.all(made.map((name) => treeSize(path.join(oc.stateDir, "sandboxes", name))));
   await endSessions(first);
   const afterEnd = await sandboxDirs(oc);
-  const ghosts: GhostCall[] = [];
-  for (const attempt of GHOST_CALLS) ghosts.push(await ghostCall(oc, first, attempt));
-  const chatSendGhost = await first.client.call("chat.send", { sessionKey: "agent:ghost-c:x", message: "hi", idempotencyKey: "ghost-c" }).then(() => "accepted", remoteMessage);
   await first.stop();
+  // The unknown ids go to the second gateway: a start with their databases present left six
+  // state-handles lock files in /tmp/openclaw-state-locks-<uid>/ named for no path under the root.
   const second = await startOpenClaw(oc, model.baseUrl, SANDBOXED, defer);
   const afterRestart = await sandboxDirs(oc);
-  const ghostDirsAfterRestart = (await agentDirs(oc)).filter((name) => name.startsWith("ghost-"));
+  const ghosts: GhostCall[] = [];
+  for (const attempt of GHOST_CALLS) ghosts.push(await ghostCall(oc, second, attempt));
+  const chatSendGhost = await second.client.call("chat.send", { sessionKey: "agent:ghost-c:x", message: "hi", idempotencyKey: "ghost-c" }).then(() => "accepted", remoteMessage);
   await second.stop();
-  return { made, sizes, afterEnd, ghosts, chatSendGhost, afterRestart, ghostDirsAfterRestart };
+  const ghostDirsAfterStop = (await agentDirs(oc)).filter((name) => name.startsWith("ghost-"));
+  return { made, sizes, afterEnd, ghosts, chatSendGhost, afterRestart, ghostDirsAfterStop };
 }
 
 let model: MockModel;
@@ -140,7 +143,7 @@ describe("PR 2: sessions.patch/reset/delete refuse an agent id that is not confi
       expect(ghost.ok, ghost.method).toBe(true);
       expect(ghost.files, ghost.method).toContain(path.join("agent", "openclaw-agent.sqlite"));
     }
-    expect(observed.ghostDirsAfterRestart, "still there after a restart").toEqual(["ghost-d", "ghost-p", "ghost-r"]);
+    expect(observed.ghostDirsAfterStop, "still there once the gateway has stopped").toEqual(["ghost-d", "ghost-p", "ghost-r"]);
     console.log(`[openclaw suite] PR 2 before: ${observed.ghosts.map((ghost) => `${ghost.method} → ${ghost.files.length} files, ${ghost.bytes} B`).join("; ")}`);
   });
 
