@@ -28,13 +28,19 @@ export interface OpenClawRoot {
   readonly env: NodeJS.ProcessEnv;
 }
 
-/** A fresh isolated root, removed (with OpenClaw's lock files for it) when the test ends. */
-export async function openClawRoot(): Promise<OpenClawRoot> {
+/**
+ * Registers a cleanup: `onTestFinished` by default; a `beforeAll` that shares one OpenClaw among
+ * several tests passes its own (run by its `afterAll`).
+ */
+export type Defer = (cleanup: () => Promise<void>) => void;
+
+/** A fresh isolated root, removed (with OpenClaw's lock files for it) when the test ends (or by `defer`). */
+export async function openClawRoot(defer: Defer = onTestFinished): Promise<OpenClawRoot> {
   const root = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "ocgw-openclaw-")));
   const home = path.join(root, "home");
   const stateDir = path.join(root, "state");
   await Promise.all(["home", "tmp", "state"].map((dir) => fs.mkdir(path.join(root, dir))));
-  onTestFinished(async () => {
+  defer(async () => {
     await removeLifecycleLocks(root);
     if (process.env["OCGW_KEEP_TEST_DIRS"] === undefined) await fs.rm(root, { recursive: true, force: true });
   });
@@ -126,8 +132,8 @@ async function waitReady(child: ChildProcess, output: () => string, url: string,
   throw new Error(`openclaw was not ready within ${READY_MS / 1000} s:\n${output().slice(-4000)}`);
 }
 
-/** Writes openclaw.json and starts `openclaw gateway run` in the root; resolves once a client is connected. */
-export async function startOpenClaw(oc: OpenClawRoot, modelBaseUrl: string, agents: Record<string, unknown>): Promise<RunningOpenClaw> {
+/** Writes openclaw.json and starts `openclaw gateway run` in the root; resolves once a client is connected. Stopped when the test ends (or by `defer`). */
+export async function startOpenClaw(oc: OpenClawRoot, modelBaseUrl: string, agents: Record<string, unknown>, defer: Defer = onTestFinished): Promise<RunningOpenClaw> {
   const port = await freePort();
   const token = randomBytes(24).toString("hex");
   await fs.writeFile(oc.configPath, `${JSON.stringify(openClawConfig(oc, port, token, modelBaseUrl, agents), null, 2)}\n`);
@@ -145,7 +151,7 @@ export async function startOpenClaw(oc: OpenClawRoot, modelBaseUrl: string, agen
     await exited;
     clearTimeout(timer);
   };
-  onTestFinished(stop);
+  defer(stop);
   const url = `ws://127.0.0.1:${port}`;
   connected.client = await waitReady(child, () => output, url, token);
   return { pid: child.pid as number, url, token, client: connected.client, stop };
@@ -194,4 +200,16 @@ export async function ocgw(oc: OpenClawRoot, args: readonly string[]): Promise<O
 /** One line per case for the CI log: what it planted, and what the reclaim removed and kept. */
 export function report(name: string, counts: { planted: number; removed: number; kept: number }): void {
   console.log(`[openclaw suite] ${name}: planted ${counts.planted}, removed ${counts.removed}, kept ${counts.kept}`);
+}
+
+/** Regular files below `dir` and their total size in bytes (links and directories not counted). */
+export async function treeSize(dir: string): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  for (const entry of await fs.readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    files++;
+    bytes += (await fs.lstat(path.join(entry.parentPath, entry.name))).size;
+  }
+  return { files, bytes };
 }
