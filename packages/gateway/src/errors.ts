@@ -8,7 +8,7 @@ export type WireErrorCode = "INVALID_REQUEST" | "FORBIDDEN" | "UNAVAILABLE" | "N
 export const gatewayErrorCatalog = {
   CONFIG_INVALID: { wire: "INVALID_REQUEST", meaning: "The configuration (file, environment or flags) does not match the schema.", fix: "Correct each listed key at its path; docs/configuration.md lists every key, its type and default." },
   CONFIG_UNREADABLE: { wire: "UNAVAILABLE", meaning: "The configuration file could not be read or is not valid JSON5.", fix: "Check the path given by --config or OCGW_CONFIG, and the JSON5 syntax at the line named." },
-  STORE_UNAVAILABLE: { wire: "UNAVAILABLE", meaning: "The SQLite store could not be opened or migrated.", fix: "Check that the state directory is writable and that no other program holds the database." },
+  STORE_UNAVAILABLE: { wire: "UNAVAILABLE", meaning: "The SQLite store could not be opened or migrated, or (as a `chat` error event's `errorCode`) an admitted run could not be recorded and did not run.", fix: "Check that the state directory is writable and that no other program holds the database." },
   STORE_TOO_NEW: { wire: "UNAVAILABLE", meaning: "The database was written by a newer ocgw (its schema version is above what this build knows).", fix: "Run the newer ocgw, or point OCGW_STATE_DIR at another state directory." },
   RUNNER_CONFIG: { wire: "INVALID_REQUEST", meaning: "The selected runner is missing settings it needs (a command, a base URL or a model).", fix: "Set the runner block in the config file as docs/configuration.md shows." },
   RUNNER_FAILED: { wire: "UNAVAILABLE", meaning: "The runner failed while producing a reply (non-zero exit, HTTP error, broken stream).", fix: "Read the error message; check the command or the model endpoint, then retry." },

@@ -138,7 +138,7 @@ export async function startGateway(input: ResolvedConfig | GatewayConfigInput = 
   const host = checkedBindHost(config);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const { auth, tokenFile, describe } = await resolveAuth(config);
-  const store = openStore({ path: path.join(config.stateDir, "ocgw.sqlite") });
+  const store = openStore({ path: path.join(config.stateDir, "ocgw.sqlite"), log });
   const cleanups = createCleanupStack();
   cleanups.defer(() => store.close());
   try {

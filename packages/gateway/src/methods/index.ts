@@ -75,10 +75,11 @@ export function createMethods(ctx: GatewayContext): MethodTable {
   /** Admits a turn on a key: canonical key, implicit session creation (no workspace yet), the run; it starts once `acked` settles. */
   function submitTurn(params: { sessionKey: string; agentId?: string | undefined; message: string; runId: string; kind: "chat" | "agent"; workspace?: boolean | undefined; timeoutMs?: number | undefined; acked: Promise<void> }) {
     const target = canonical(params.sessionKey, params.agentId);
-    // A known runId is a replay (in_flight, cached or conflict): answered from the run alone, it creates no session.
-    const replay = store.getRun(params.runId) !== undefined;
-    // One commit for a new session and its first run (sessions.changed goes out after it).
-    const outcome = store.transaction(() => {
+    // In the admission group: the turns of one socket read share one commit, made after their
+    // acks are written (sessions.changed and the run's start wait for it; store/transactions.ts).
+    const outcome = store.group(() => {
+      // A known runId is a replay (in_flight, cached or conflict): answered from the run alone, it creates no session.
+      const replay = store.getRun(params.runId) !== undefined;
       const session = replay ? undefined : ctx.ensureSession(target, params.kind === "agent" ? "run" : "implicit", params.workspace === false ? "none" : undefined);
       return runs.submit({
         runId: params.runId,

@@ -253,6 +253,17 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     if (next !== undefined) void execute(next);
   }
 
+  /** A run acknowledged as started whose record could not be committed: it ends in error, unrun. */
+  function abandon(run: Run, error: unknown): void {
+    const at = Date.now();
+    const message = `the run could not be recorded: ${error instanceof Error ? error.message : String(error)}`;
+    void run.acked.then(() => {
+      emitAgent(run, "lifecycle", { phase: "error", error: message, startedAt: at, endedAt: at, aborted: false });
+      emitChat(run, "error", { errorMessage: message, errorKind: "unknown", errorCode: "STORE_UNAVAILABLE" });
+      run.resolve({ runId: run.runId, sessionKey: run.sessionKey, status: "error", text: "", errorMessage: message, startedAt: at, endedAt: at, stopReason: "error" });
+    });
+  }
+
   /** Registers an admitted run and starts it, or queues it behind its session's running one. */
   function enqueue(run: Run): void {
     runs.set(run.runId, run);
@@ -323,7 +334,10 @@ export function createRunManager(options: RunManagerOptions): RunManager {
         store.patchSession(run.sessionKey, { updatedAt: acceptedAt, lastInteractionAt: acceptedAt });
         // Queued once its record is committed (the caller's transaction may hold the commit):
         // a run whose record rolled back never runs.
-        store.onCommit(() => enqueue(run));
+        store.onCommit(
+          () => enqueue(run),
+          (error) => abandon(run, error),
+        );
       });
       return { state: "started", run };
     },

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { DatabaseSync, type SQLInputValue, type SQLOutputValue, type StatementSync } from "node:sqlite";
 import { GatewayError } from "../errors.ts";
 import { LATEST_SCHEMA_VERSION, applyMigrations, readUserVersion, tooNewError } from "./schema.ts";
+import { createTransactions } from "./transactions.ts";
 import {
   LEASE_STATES,
   type LeaseKind,
@@ -68,7 +69,7 @@ export function openStore(options: StoreOptions): Store {
     db.exec("PRAGMA synchronous = NORMAL");
     db.exec("PRAGMA foreign_keys = ON");
     const schemaVersion = applyMigrations(db);
-    return createStore(db, file, schemaVersion);
+    return createStore(db, file, schemaVersion, options.log);
   } catch (error) {
     db.close();
     if (error instanceof GatewayError) throw error;
@@ -81,15 +82,12 @@ function unavailable(file: string, cause: unknown): GatewayError {
   return new GatewayError("STORE_UNAVAILABLE", `Cannot open the store "${file}": ${reason}`, { cause, details: { path: file } });
 }
 
-function createStore(db: DatabaseSync, file: string, schemaVersion: number): Store {
+function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?: (line: string) => void): Store {
   // SQLite's lower() folds ASCII only; search should match "É" with "é" like the UI does.
   db.function("ocgw_fold", { deterministic: true }, (value) => (typeof value === "string" ? value.toLowerCase() : null));
 
   // Everything on the per-request path is prepared here, once.
   const stmt = {
-    begin: db.prepare("BEGIN IMMEDIATE"),
-    commit: db.prepare("COMMIT"),
-    rollback: db.prepare("ROLLBACK"),
 
     getSession: db.prepare(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE session_key = ?`),
     // ON CONFLICT DO NOTHING rather than INSERT OR IGNORE: OR IGNORE would also swallow CHECK and NOT NULL failures.
@@ -157,22 +155,24 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
   const leaseLists = new Map<string, StatementSync>();
 
   let closed = false;
-  let depth = 0;
-  /** Commits asked of SQLite: each write outside a transaction, and each transaction. */
-  let commits = 0;
-  /** {@link Store.onCommit} callbacks waiting for the outermost transaction to commit. */
-  let committed: (() => void)[] = [];
+  const tx = createTransactions(db, log);
 
-  function ensureOpen(): void {
+  function assertOpen(): void {
     if (closed) {
       throw new GatewayError("STORE_UNAVAILABLE", `The store "${file}" is closed`, { fix: "Open the store again; it is closed at gateway shutdown" });
     }
   }
 
-  /** Before a write: a write outside {@link Store.transaction} is a commit of its own. */
+  /** Before a read: open, and an open admission group committed first (see transactions.ts). */
+  function ensureOpen(): void {
+    assertOpen();
+    tx.beforeRead();
+  }
+
+  /** Before a write: as {@link ensureOpen}, and a write outside a transaction counts as a commit. */
   function ensureWritable(): void {
-    ensureOpen();
-    if (depth === 0) commits += 1;
+    assertOpen();
+    tx.beforeWrite();
   }
 
   function sessionList(byAgent: boolean, bySearch: boolean): { rows: StatementSync; total: StatementSync } {
@@ -212,7 +212,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
     path: file,
     schemaVersion,
     get commits() {
-      return commits;
+      return tx.commits;
     },
 
     getSession(key) {
@@ -412,41 +412,23 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number): Sto
       return counts;
     },
 
-    transaction<T>(fn: () => T): T {
-      ensureOpen();
-      if (depth > 0) return fn();
-      stmt.begin.run();
-      depth += 1;
-      let result: T;
-      try {
-        result = fn();
-        if (isThenable(result)) {
-          // The async part would run after COMMIT, outside the transaction; refuse instead of half-committing.
-          result.then(undefined, () => undefined);
-          throw new TypeError("store.transaction() takes a synchronous function; it returned a promise");
-        }
-        stmt.commit.run();
-        commits += 1;
-      } catch (error) {
-        if (!closed && db.isTransaction) stmt.rollback.run();
-        committed = [];
-        throw error;
-      } finally {
-        depth -= 1;
-      }
-      const after = committed;
-      committed = [];
-      for (const callback of after) callback();
-      return result;
+    transaction(fn) {
+      assertOpen();
+      return tx.transaction(fn);
     },
 
-    onCommit(callback) {
-      if (depth === 0) callback();
-      else committed.push(callback);
+    group(fn) {
+      assertOpen();
+      return tx.group(fn);
+    },
+
+    onCommit(callback, onAbandon) {
+      tx.onCommit(callback, onAbandon);
     },
 
     close() {
       if (closed) return;
+      tx.flush();
       closed = true;
       db.close();
     },
@@ -462,10 +444,6 @@ function flag(value: unknown): number {
 function clampCount(value: number | undefined, fallback: number, max: number = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined || Number.isNaN(value)) return fallback;
   return Math.min(max, Math.max(0, Math.trunc(value)));
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
 }
 
 function sqliteErrcode(error: unknown): number | undefined {

@@ -108,6 +108,8 @@ export interface StoreOptions {
    * already exist (the store does not create the state directory). A file database uses WAL.
    */
   path: string;
+  /** Where a failed group commit is reported (see {@link Store.group}). Default: nowhere. */
+  log?: (line: string) => void;
 }
 
 export interface ListSessionsQuery {
@@ -269,11 +271,20 @@ export interface Store {
    */
   transaction<T>(fn: () => T): T;
   /**
-   * Runs `callback` once what was written so far is committed: at once outside a transaction,
-   * after the outermost COMMIT inside one, never if it rolls back. For news of a write (a
-   * `sessions.changed` event) that must not go out for a write that did not happen.
+   * Runs `fn` in the open admission group, opening one if there is none: its writes are undone if
+   * it throws, and committed together with every other `fn` of this macrotask by one COMMIT at its
+   * end (setImmediate), or earlier, as soon as the store is used outside a group. So a burst of
+   * admissions costs one commit and none of them waits for another's. Inside a transaction or a
+   * group, `fn` just runs. `fn` must be synchronous. (store/transactions.ts)
    */
-  onCommit(callback: () => void): void;
+  group<T>(fn: () => T): T;
+  /**
+   * Runs `callback` once what was written so far is committed: at once outside a transaction or
+   * group, after the outermost COMMIT inside one. If that COMMIT fails, `onAbandon` runs instead
+   * (with the error) when given; if the body throws, neither does (its caller has the error). For news of a write (a
+   * `sessions.changed` event, a run's start) that must not go out for a write that did not happen.
+   */
+  onCommit(callback: () => void, onAbandon?: (error: unknown) => void): void;
   /** Closes the database. Idempotent. */
   close(): void;
 }

@@ -5,10 +5,9 @@
  * pinned down in test/runs/ack-gate.test.ts; this suite fails if runs start before their ack.)
  */
 import { describe, expect, it } from "vitest";
-import type { WebSocket } from "ws";
 import { waitFor } from "../protocol/helpers.ts";
 import type { Frame, TestClient } from "../protocol/helpers.ts";
-import { connect, startTestGateway } from "./harness.ts";
+import { burst, connect, startTestGateway } from "./harness.ts";
 
 const TERMINAL = new Set(["final", "aborted", "error"]);
 
@@ -19,14 +18,6 @@ function runIdOf(frame: Frame): string | undefined {
 
 function isTerminal(frame: Frame, runId: string): boolean {
   return frame.event === "chat" && runIdOf(frame) === runId && TERMINAL.has((frame.payload as { state: string }).state);
-}
-
-/** Writes the frames to the socket in one go, so the gateway reads them in one chunk. */
-function burst(ws: WebSocket, frames: readonly Record<string, unknown>[]): void {
-  const socket = (ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
-  socket.cork();
-  for (const frame of frames) ws.send(JSON.stringify(frame));
-  socket.uncork();
 }
 
 /** For each run: the index of the first reply to its request, and of its first event. */

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { TestClient } from "../protocol/helpers.ts";
-import { connect, startTestGateway } from "./harness.ts";
+import { burst, connect, startTestGateway } from "./harness.ts";
 
 async function commits(client: TestClient): Promise<number> {
   const health = await client.request("health", {});
@@ -31,5 +31,25 @@ describe("commit budget", () => {
     for (let n = 1; n <= sessions; n += 1) await oneShot(client, n);
     const perSession = ((await commits(client)) - before) / sessions;
     expect(perSession).toBeLessThanOrEqual(6);
+  });
+
+  it("a burst of 40 one-shot sessions written in one go shares its admission commits: at most 5.2 a session (was 6)", async () => {
+    const t = await startTestGateway({ idleTtlMs: 0 });
+    const client = await connect(t.url);
+    await oneShot(client, 0);
+    const sessions = 40;
+    const before = await commits(client);
+    const runIds = Array.from({ length: sessions }, (_, n) => `burst-${n}`);
+    burst(
+      client.ws,
+      runIds.map((runId) => ({ type: "req", id: `req-${runId}`, method: "chat.send", params: { sessionKey: `key-${runId}`, message: "hi", idempotencyKey: runId } })),
+    );
+    for (const runId of runIds) {
+      await client.next((frame) => frame.event === "chat" && (frame.payload as { runId?: string }).runId === runId && (frame.payload as { state: string }).state === "final");
+    }
+    const acks = client.received.filter((frame) => frame.type === "res" && String(frame.id).startsWith("req-burst-"));
+    expect(acks.map((frame) => frame.ok)).toEqual(runIds.map(() => true));
+    const perSession = ((await commits(client)) - before) / sessions;
+    expect(perSession).toBeLessThanOrEqual(5.2);
   });
 });

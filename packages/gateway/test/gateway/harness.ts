@@ -6,6 +6,7 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { onTestFinished } from "vitest";
+import type { WebSocket } from "ws";
 import { startGateway } from "../../src/gateway.ts";
 import type { GatewayHandle } from "../../src/gateway.ts";
 import { TOKEN, connectClient } from "../protocol/helpers.ts";
@@ -80,4 +81,12 @@ export async function walk(dir: string): Promise<string[]> {
     if (entry.isDirectory()) out.push(...(await walk(full)));
   }
   return out;
+}
+
+/** Writes the frames to the socket in one go, so the gateway reads them in one chunk. */
+export function burst(ws: WebSocket, frames: readonly Record<string, unknown>[]): void {
+  const socket = (ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+  socket.cork();
+  for (const frame of frames) ws.send(JSON.stringify(frame));
+  socket.uncork();
 }

@@ -1,0 +1,103 @@
+/**
+ * The admission group (store.group, store/transactions.ts): the admissions of one macrotask share
+ * one COMMIT at its end; any other use of the store commits them first; a throwing admission
+ * undoes only itself; onCommit callbacks wait for the COMMIT and, if it fails, onAbandon runs.
+ * Durability is observed from a second connection to the same file, which sees only commits.
+ */
+import * as path from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { setImmediate as nextMacrotask } from "node:timers/promises";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { openStore } from "../../src/store/index.ts";
+import type { Store } from "../../src/store/index.ts";
+import { createTransactions } from "../../src/store/transactions.ts";
+import { session } from "./contract.ts";
+import { tempDir } from "./temp-dir.ts";
+
+function openPair(): { store: Store; committedKeys: () => string[] } {
+  const file = path.join(tempDir(), "state.db");
+  const store = openStore({ path: file });
+  const observer = new DatabaseSync(file, { readOnly: true });
+  onTestFinished(() => {
+    observer.close();
+    store.close();
+  });
+  const committedKeys = () => observer.prepare("SELECT session_key FROM sessions ORDER BY session_key").all().map((row) => String(row["session_key"]));
+  return { store, committedKeys };
+}
+
+describe("the admission group", () => {
+  it("commits the admissions of one macrotask once, at its end, with their onCommit callbacks", async () => {
+    const { store, committedKeys } = openPair();
+    const before = store.commits;
+    const started: string[] = [];
+    for (const key of ["a", "b", "c"]) {
+      store.group(() => {
+        store.insertSession(session(key));
+        store.onCommit(() => started.push(key));
+      });
+    }
+    expect(committedKeys()).toEqual([]);
+    expect(started).toEqual([]);
+    await nextMacrotask();
+    expect(committedKeys()).toEqual(["a", "b", "c"]);
+    expect(started).toEqual(["a", "b", "c"]);
+    expect(store.commits - before).toBe(1);
+  });
+
+  it("is committed before any use of the store from outside it (a read, a write, a transaction)", () => {
+    const { store, committedKeys } = openPair();
+    store.group(() => store.insertSession(session("a")));
+    expect(store.getSession("a")).toBeDefined();
+    expect(committedKeys()).toEqual(["a"]);
+    store.group(() => store.insertSession(session("b")));
+    store.transaction(() => store.insertSession(session("c")));
+    expect(committedKeys()).toEqual(["a", "b", "c"]);
+    store.group(() => store.insertSession(session("d")));
+    store.close();
+    expect(openStore({ path: store.path }).getSession("d")).toBeDefined();
+  });
+
+  it("undoes only the admission that throws, and drops its callbacks", async () => {
+    const { store, committedKeys } = openPair();
+    const started: string[] = [];
+    store.group(() => {
+      store.insertSession(session("kept"));
+      store.onCommit(() => started.push("kept"));
+    });
+    expect(() =>
+      store.group(() => {
+        store.insertSession(session("undone"));
+        store.onCommit(() => started.push("undone"));
+        throw new Error("queue full");
+      }),
+    ).toThrow("queue full");
+    await nextMacrotask();
+    expect(committedKeys()).toEqual(["kept"]);
+    expect(started).toEqual(["kept"]);
+  });
+
+  it("runs onAbandon, not the callback, when the COMMIT fails, and the store goes on", async () => {
+    const db = new DatabaseSync(":memory:");
+    onTestFinished(() => db.close());
+    db.exec("PRAGMA foreign_keys = ON; CREATE TABLE p (id TEXT PRIMARY KEY); CREATE TABLE c (id TEXT, p TEXT REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)");
+    const logged: string[] = [];
+    const tx = createTransactions(db, (line) => logged.push(line));
+    const outcome: string[] = [];
+    tx.group(() => {
+      // A deferred foreign key: accepted now, refused by the COMMIT.
+      db.prepare("INSERT INTO c VALUES ('x', 'missing')").run();
+      tx.onCommit(
+        () => outcome.push("committed"),
+        (error) => outcome.push(`abandoned: ${(error as Error).message}`),
+      );
+    });
+    await nextMacrotask();
+    expect(outcome).toEqual(["abandoned: FOREIGN KEY constraint failed"]);
+    expect(logged).toEqual([expect.stringContaining("could not commit a group of admissions")]);
+    expect(db.isTransaction).toBe(false);
+    expect(db.prepare("SELECT count(*) AS n FROM c").get()?.["n"]).toBe(0);
+    tx.transaction(() => db.prepare("INSERT INTO p VALUES ('ok')").run());
+    expect(db.prepare("SELECT count(*) AS n FROM p").get()?.["n"]).toBe(1);
+  });
+});
