@@ -243,7 +243,8 @@ export function createMethods(ctx: GatewayContext): MethodTable {
         timeoutMs: z.int().min(0).max(MAX_TIMER_MS).optional(),
         workspace: z.boolean().optional(),
       }),
-      handler: async (params, call) => {
+      // Synchronous, so the ack goes out before the next frame of the same read is handled.
+      handler: (params, call) => {
         const { outcome } = submitTurn({ ...params, runId: params.idempotencyKey, kind: "chat", timeoutMs: params.timeoutMs || undefined, acked: call.acked });
         if (outcome.state === "started") return { runId: outcome.run.runId, status: "started" };
         if (outcome.state === "in_flight") return { runId: outcome.run.runId, status: "in_flight" };

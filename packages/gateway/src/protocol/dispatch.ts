@@ -40,8 +40,13 @@ export interface MethodSpec<P> {
    * CREDENTIAL_REQUIRED to a connection that presented no credential, whatever its scopes.
    */
   removesData?: boolean;
+  /** Parsed synchronously: a schema with async refinements is not allowed. */
   params: z.ZodType<P>;
-  handler(params: P, ctx: MethodContext): Promise<unknown>;
+  /**
+   * The result, or a promise of it. A handler that returns a plain value (`chat.send`, `agent`'s
+   * accept) has its response written before the next frame of the same read is handled.
+   */
+  handler(params: P, ctx: MethodContext): unknown;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a table mixes specs of different param types
@@ -108,49 +113,68 @@ function methodContext(sender: Sender, peer: Peer, conn: Connection, id: string)
   return { ctx, finish: () => void (finished = true), markAcked: () => markAcked() };
 }
 
-/** Runs the handler and sends its final response; `acked` settles once a response went out (or could not). */
-async function run(deps: DispatchDeps, peer: Peer, conn: Connection, spec: MethodTable[string], frame: RequestFrame, params: unknown): Promise<void> {
+/**
+ * Runs the handler and sends its final response: at once when it returns a value, when it settles
+ * when it returns a promise. `acked` settles once a response went out (or could not).
+ */
+function run(deps: DispatchDeps, peer: Peer, conn: Connection, spec: MethodTable[string], frame: RequestFrame, params: unknown): Promise<void> | undefined {
   const { id, method } = frame;
   const { sender, log } = deps;
   const call = methodContext(sender, peer, conn, id);
-  try {
-    const result: unknown = await spec.handler(params, call.ctx);
+  const succeed = (result: unknown): void => {
     call.finish();
     if (isFailureReply(result)) sender.respond(peer, id, false, result.payload, toWireError(result.error));
     else sender.respond(peer, id, true, result);
-  } catch (error) {
+    call.markAcked();
+  };
+  const fail = (error: unknown): void => {
     call.finish();
     if (!(error instanceof GatewayError)) log(`gateway method ${method} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     sender.respondError(peer, id, error);
-  } finally {
     call.markAcked();
+  };
+  let result: unknown;
+  try {
+    result = spec.handler(params, call.ctx);
+  } catch (error) {
+    fail(error);
+    return undefined;
   }
+  if (!isThenable(result)) {
+    succeed(result);
+    return undefined;
+  }
+  return Promise.resolve(result).then(succeed, fail);
 }
 
-/** Lookup, scope, params (in that order), then {@link run}. */
-async function dispatch(deps: DispatchDeps, peer: Peer, conn: Connection, frame: RequestFrame): Promise<void> {
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
+}
+
+/** Lookup, scope, params (in that order), then {@link run}; synchronous up to the handler. */
+function dispatch(deps: DispatchDeps, peer: Peer, conn: Connection, frame: RequestFrame): Promise<void> | undefined {
   const { id, method } = frame;
   const { methods, sender } = deps;
   const spec = Object.hasOwn(methods, method) ? methods[method] : undefined;
   if (spec === undefined) {
     sender.respondError(peer, id, new GatewayError("UNKNOWN_METHOD", `unknown method: ${method}`, { fix: null }));
-    return;
+    return undefined;
   }
   const raw = frame.params ?? {};
-  const parsed = await spec.params.safeParseAsync(raw);
+  const parsed = spec.params.safeParse(raw);
   const scope = requiredScope(spec, parsed.success ? parsed.data : raw);
   if (!hasScope(conn.scopes, scope)) {
     sender.respondError(peer, id, missingScopeError(scope));
-    return;
+    return undefined;
   }
   if (spec.removesData === true && conn.credential === "none") {
     sender.respondError(peer, id, new GatewayError("CREDENTIAL_REQUIRED", `${method} removes data and this connection presented no credential`, { details: { method } }));
-    return;
+    return undefined;
   }
   if (!parsed.success) {
     const text = formatIssues(parsed.error.issues, raw);
     sender.respondError(peer, id, new GatewayError("INVALID_PARAMS", `invalid ${method} params: ${text}`, { fix: null }));
-    return;
+    return undefined;
   }
   return run(deps, peer, conn, spec, frame, parsed.data);
 }
@@ -181,12 +205,22 @@ function handleRequestFrame(deps: DispatchDeps, peer: Peer, conn: Connection, te
     return;
   }
   peer.inFlight += 1;
-  dispatch(deps, peer, conn, frame.data)
-    .catch((error: unknown) => {
-      log(`gateway dispatch of ${method} failed: ${(error as Error).message}`);
-      sender.respondError(peer, id, error);
-    })
-    .finally(() => (peer.inFlight -= 1));
+  let pending: Promise<void> | undefined;
+  try {
+    pending = dispatch(deps, peer, conn, frame.data);
+  } catch (error) {
+    dispatchFailed(deps, peer, frame.data, error);
+  }
+  if (pending === undefined) {
+    peer.inFlight -= 1;
+    return;
+  }
+  pending.catch((error: unknown) => dispatchFailed(deps, peer, frame.data, error)).finally(() => (peer.inFlight -= 1));
+}
+
+function dispatchFailed(deps: DispatchDeps, peer: Peer, frame: RequestFrame, error: unknown): void {
+  deps.log(`gateway dispatch of ${frame.method} failed: ${(error as Error).message}`);
+  deps.sender.respondError(peer, frame.id, error);
 }
 
 /** The handler of every frame after the handshake. */

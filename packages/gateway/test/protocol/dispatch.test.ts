@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { z } from "zod";
 import { GatewayError } from "../../src/errors.ts";
 import { defineMethod, failureReply } from "../../src/protocol/index.ts";
@@ -66,6 +67,27 @@ const methods: MethodTable = {
 };
 
 describe("dispatch", () => {
+  it("writes a synchronous handler's response before it handles the next frame of the same read (acks first)", async () => {
+    const order: string[] = [];
+    const admit = defineMethod({ scope: "operator.write", params: z.object({ n: z.int() }), handler: (params: { n: number }) => (order.push(`handle ${params.n}`), { n: params.n }) });
+    const server = await startServer({ methods: { ...methods, "test.admit": admit } });
+    const { client } = await connectClient(server.url);
+    // Every frame the gateway writes goes through ws's WebSocket#send: log the responses.
+    const send = WebSocket.prototype.send;
+    onTestFinished(() => void (WebSocket.prototype.send = send));
+    WebSocket.prototype.send = function (this: WebSocket, data: unknown, ...rest: unknown[]) {
+      const match = typeof data === "string" ? /"id":"admit-(\d+)"/.exec(data) : null;
+      if (match !== null && data.includes('"type":"res"')) order.push(`sent ${match[1]}`);
+      return (send as (...args: unknown[]) => void).call(this, data, ...rest);
+    } as typeof send;
+    const socket = (client.ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+    socket.cork();
+    for (let n = 1; n <= 3; n += 1) send.call(client.ws, JSON.stringify({ type: "req", id: `admit-${n}`, method: "test.admit", params: { n } }));
+    socket.uncork();
+    for (let n = 1; n <= 3; n += 1) await client.next((frame) => frame.type === "res" && frame.id === `admit-${n}`);
+    expect(order).toEqual(["handle 1", "sent 1", "handle 2", "sent 2", "handle 3", "sent 3"]);
+  });
+
   it("runs a method and echoes the request id", async () => {
     const server = await startServer({ methods });
     const { client } = await connectClient(server.url);
