@@ -76,13 +76,14 @@ describe("dispatch", () => {
     const send = WebSocket.prototype.send;
     onTestFinished(() => void (WebSocket.prototype.send = send));
     WebSocket.prototype.send = function (this: WebSocket, data: unknown, ...rest: unknown[]) {
-      const match = typeof data === "string" ? /"id":"admit-(\d+)"/.exec(data) : null;
-      if (match !== null && data.includes('"type":"res"')) order.push(`sent ${match[1]}`);
+      const text = typeof data === "string" ? data : "";
+      const match = /"id":"admit-(\d+)"/.exec(text);
+      if (match !== null && text.includes('"type":"res"')) order.push(`sent ${match[1]}`);
       return (send as (...args: unknown[]) => void).call(this, data, ...rest);
     } as typeof send;
     const socket = (client.ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
     socket.cork();
-    for (let n = 1; n <= 3; n += 1) send.call(client.ws, JSON.stringify({ type: "req", id: `admit-${n}`, method: "test.admit", params: { n } }));
+    for (let n = 1; n <= 3; n += 1) (send as (data: string) => void).call(client.ws, JSON.stringify({ type: "req", id: `admit-${n}`, method: "test.admit", params: { n } }));
     socket.uncork();
     for (let n = 1; n <= 3; n += 1) await client.next((frame) => frame.type === "res" && frame.id === `admit-${n}`);
     expect(order).toEqual(["handle 1", "sent 1", "handle 2", "sent 2", "handle 3", "sent 3"]);
