@@ -2,17 +2,43 @@
  * Measure 1: implicit `chat.send` against a gateway in its own process (started through the CLI),
  * from this process as the client. Ack latency paced and in a burst, and send → final (echo).
  */
+import { mkdir, rm } from "node:fs/promises";
+import * as path from "node:path";
 import { chatSend, connectClient } from "./lib/client.ts";
 import type { SectionContext } from "./lib/context.ts";
 import { startGatewayChild } from "./lib/gateway-child.ts";
 import { statRow, valueRow } from "./lib/report.ts";
 import { envInt, sleep, stats } from "./lib/stats.ts";
+import { ephemeralFloor } from "./modes.ts";
 
 export const LATENCY_ENV = {
   BENCH_WARMUP: "implicit sessions sent before measuring (default 50)",
   BENCH_PACED: "paced sends, one at a time with a 2 ms gap (default 300)",
   BENCH_BURST: "sends written back to back in the burst (default 200)",
 };
+
+/**
+ * The raw-fs floor of what the gateway does per implicit session (modes.ts's ephemeralFloor), in
+ * this process: `paced` sessions one after another, then `burst` of them at once, as the gateway
+ * got them. Returns per-session times and the burst's wall time.
+ */
+async function rawFloor(dir: string, paced: number, burst: number): Promise<{ paced: number[]; burstMs: number }> {
+  const root = path.join(dir, "raw-floor");
+  await mkdir(root, { mode: 0o700 });
+  try {
+    const times: number[] = [];
+    for (let i = 0; i < paced; i++) {
+      const t0 = performance.now();
+      await ephemeralFloor(root);
+      times.push(performance.now() - t0);
+    }
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: burst }, () => ephemeralFloor(root)));
+    return { paced: times, burstMs: performance.now() - t0 };
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
 
 /** The gateway store's commit count, as `health` reports it. */
 async function storeCommits(client: Awaited<ReturnType<typeof connectClient>>): Promise<number> {
@@ -67,6 +93,7 @@ export async function latencySection(ctx: SectionContext): Promise<void> {
         const end = await sent.end;
         if (end.state === "final") burstFinal.push(end.at - sent.t0);
       }
+      const floor = await rawFloor(ctx.dir, paced, burst);
       ctx.rows.push(
         statRow("ack.paced", "chat.send ack, paced", stats(pacedAck), "ms", {
           target: { on: "p99", max: 5, text: "p99 ≤ 5 ms" },
@@ -81,12 +108,20 @@ export async function latencySection(ctx: SectionContext): Promise<void> {
           upstream: "p50 184, p99 349 ms",
         }),
         statRow("final.burst", `send → final, ${burst}-send burst`, stats(burstFinal), "ms"),
+        statRow("floor.paced", "  raw-fs floor per implicit session, paced", stats(floor.paced), "ms", { note: "mkdtemp + marker + bootstrap files + rm -r, in the bench process" }),
+        valueRow("final.paced-vs-floor", "  send → final p50 ÷ raw-fs floor p50", stats(sendToFinal).p50 / stats(floor.paced).p50, "x", {
+          target: { on: "value", max: 2, text: "≤ 2×" },
+        }),
+        valueRow("floor.burst", `  raw-fs floor, ${burst} sessions at once`, floor.burstMs, "ms"),
+        valueRow("final.burst-vs-floor", `  ${burst}-send burst all ended ÷ raw-fs floor for ${burst} at once`, stats(burstFinal).max / floor.burstMs, "x", {
+          target: { on: "value", max: 2, text: "≤ 2×" },
+        }),
         valueRow("commits.session", "SQLite commits per one-shot implicit session (paced)", commitsPerSession, "count", {
           target: { on: "value", max: 3, text: "≤ 3" },
           note: "health's store.commits over the paced sends, divided by them (health's own reads commit nothing)",
         }),
       );
-      Object.assign(ctx.details, { warmup, paced, burst, refused, commitsPerSession, pacedAck: stats(pacedAck), sendToFinal: stats(sendToFinal), burstAck: stats(burstAck), burstFinal: stats(burstFinal) });
+      Object.assign(ctx.details, { warmup, paced, burst, refused, commitsPerSession, floor: { paced: stats(floor.paced), burstMs: floor.burstMs }, pacedAck: stats(pacedAck), sendToFinal: stats(sendToFinal), burstAck: stats(burstAck), burstFinal: stats(burstFinal) });
     } finally {
       await client.close();
     }

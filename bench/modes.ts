@@ -124,6 +124,14 @@ interface ProvisionResult {
  * - agent: the workspace exists after the first acquire, so the floor is one stat of it;
  * - none: no file-system work at all, so no floor.
  */
+/** The file-system work of one ephemeral session done raw: mkdtemp + marker + bootstrap files + rm -r. */
+export async function ephemeralFloor(root: string): Promise<void> {
+  const ws = await mkdtemp(path.join(root, "ws-"));
+  await writeFile(path.join(ws, MARKER_NAME), FLOOR_MARKER, { flag: "wx", mode: 0o600 });
+  await writeBootstrap(ws);
+  await rm(ws, { recursive: true, force: true });
+}
+
 async function provision(base: string, mode: ImplicitMode, iterations: number): Promise<ProvisionResult> {
   const dir = await mkdtemp(path.join(base, `provision-${mode}-`));
   const floorRoot = path.join(dir, "floor");
@@ -136,12 +144,7 @@ async function provision(base: string, mode: ImplicitMode, iterations: number): 
   if (mode === "ephemeral") {
     provider = await createEphemeralProvider({ root: path.join(dir, "root") });
     floorWhat = "mkdtemp + marker + bootstrap files + rm -r";
-    floor = async () => {
-      const ws = await mkdtemp(path.join(floorRoot, "ws-"));
-      await writeFile(path.join(ws, MARKER_NAME), FLOOR_MARKER, { flag: "wx", mode: 0o600 });
-      await writeBootstrap(ws);
-      await rm(ws, { recursive: true, force: true });
-    };
+    floor = () => ephemeralFloor(floorRoot);
   } else if (mode === "persistent") {
     const stateDir = path.join(dir, "state");
     await mkdir(stateDir);
