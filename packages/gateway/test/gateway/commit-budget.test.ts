@@ -6,7 +6,7 @@
  * write cost; the test fails when a change adds one.
  */
 import { describe, expect, it } from "vitest";
-import type { TestClient } from "../protocol/helpers.ts";
+import type { Frame, TestClient } from "../protocol/helpers.ts";
 import { burst, connect, startTestGateway } from "./harness.ts";
 
 async function commits(client: TestClient): Promise<number> {
@@ -18,35 +18,39 @@ async function oneShot(client: TestClient, n: number): Promise<void> {
   const runId = `budget-${n}`;
   const ack = await client.request("chat.send", { sessionKey: `budget-key-${n}`, message: "hi", idempotencyKey: runId });
   expect(ack.payload).toEqual({ runId, status: "started" });
-  await client.next((frame) => frame.event === "chat" && (frame.payload as { runId?: string; state?: string }).runId === runId && (frame.payload as { state: string }).state === "final");
+  await client.next(isFinal(runId));
+}
+
+function isFinal(runId: string): (frame: Frame) => boolean {
+  return (frame) => frame.event === "chat" && (frame.payload as { runId?: string }).runId === runId && (frame.payload as { state?: string }).state === "final";
+}
+
+/** A gateway (idleTtlMs 0) warmed by one session, a client, and the commit count after it. */
+async function warmGateway(): Promise<{ client: TestClient; before: number }> {
+  const t = await startTestGateway({ idleTtlMs: 0 });
+  const client = await connect(t.url);
+  await oneShot(client, 0);
+  return { client, before: await commits(client) };
 }
 
 describe("commit budget", () => {
   it("a one-shot implicit session (create, run, release) costs at most 6 SQLite commits (was 9: the session and its first run now share one, and so do the run's end records)", async () => {
-    const t = await startTestGateway({ idleTtlMs: 0 });
-    const client = await connect(t.url);
-    await oneShot(client, 0);
+    const { client, before } = await warmGateway();
     const sessions = 5;
-    const before = await commits(client);
     for (let n = 1; n <= sessions; n += 1) await oneShot(client, n);
     const perSession = ((await commits(client)) - before) / sessions;
     expect(perSession).toBeLessThanOrEqual(6);
   });
 
   it("a burst of 40 one-shot sessions written in one go shares its admission commits: at most 5.2 a session (was 6)", async () => {
-    const t = await startTestGateway({ idleTtlMs: 0 });
-    const client = await connect(t.url);
-    await oneShot(client, 0);
+    const { client, before } = await warmGateway();
     const sessions = 40;
-    const before = await commits(client);
     const runIds = Array.from({ length: sessions }, (_, n) => `burst-${n}`);
     burst(
       client.ws,
       runIds.map((runId) => ({ type: "req", id: `req-${runId}`, method: "chat.send", params: { sessionKey: `key-${runId}`, message: "hi", idempotencyKey: runId } })),
     );
-    for (const runId of runIds) {
-      await client.next((frame) => frame.event === "chat" && (frame.payload as { runId?: string }).runId === runId && (frame.payload as { state: string }).state === "final");
-    }
+    for (const runId of runIds) await client.next(isFinal(runId));
     const acks = client.received.filter((frame) => frame.type === "res" && String(frame.id).startsWith("req-burst-"));
     expect(acks.map((frame) => frame.ok)).toEqual(runIds.map(() => true));
     const perSession = ((await commits(client)) - before) / sessions;
