@@ -1,0 +1,58 @@
+/**
+ * The plugin in a real OpenClaw (the gateway suite's harness and mock model): the config that
+ * loads the built plugin from this package through `plugins.load.paths`, and a reader for what
+ * the plugin logged.
+ */
+import { readFile, readdir, stat } from "node:fs/promises";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { expect } from "vitest";
+import type { OpenClawRoot } from "../../../gateway/test/openclaw/openclaw-harness.ts";
+
+/** The package root: OpenClaw reads its package.json (`openclaw.extensions` → dist/index.js) and openclaw.plugin.json. */
+export const PLUGIN_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const SANDBOX_SESSIONS = { defaults: { sandbox: { mode: "non-main", scope: "session" } }, entries: { main: {} } };
+
+/** The `plugins` block that loads the plugin with `config` (plugins.allow names it, so OpenClaw loads it without the provenance warning). */
+export function withPlugin(config: Record<string, unknown> = {}): Record<string, unknown> {
+  return { plugins: { allow: ["ocgw-reclaim"], load: { paths: [PLUGIN_ROOT] }, entries: { "ocgw-reclaim": { enabled: true, config } } } };
+}
+
+/** The built entry must be newer than every source file: the suite loads dist/, as users do. */
+export async function expectFreshBuild(): Promise<void> {
+  const built = await stat(path.join(PLUGIN_ROOT, "dist", "index.js")).catch(() => undefined);
+  expect(built, "packages/openclaw-plugin/dist/index.js: run `npm run build` first").toBeDefined();
+  for (const name of await readdir(path.join(PLUGIN_ROOT, "src"))) {
+    const source = await stat(path.join(PLUGIN_ROOT, "src", name));
+    expect(source.mtimeMs <= (built?.mtimeMs ?? 0), `src/${name} is newer than dist/: run \`npm run build\``).toBe(true);
+  }
+}
+
+/** The plugin's lines in OpenClaw's log file (JSON lines; the message is field "1"). */
+export async function pluginLog(oc: OpenClawRoot): Promise<string[]> {
+  const text = await readFile(path.join(oc.root, "openclaw.log"), "utf8").catch(() => "");
+  const lines: string[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.includes("ocgw-reclaim")) continue;
+    try {
+      const record = JSON.parse(line) as Record<string, unknown>;
+      const message = record["1"] ?? record["message"];
+      if (typeof message === "string") lines.push(message);
+    } catch {
+      // A partial line being written.
+    }
+  }
+  return lines;
+}
+
+/** Polls `probe` every 250 ms until it returns true or `ms` pass; returns its last answer. */
+export async function eventually(probe: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await probe()) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+export const exists = (file: string): Promise<boolean> => stat(file).then(() => true, () => false);
