@@ -11,12 +11,30 @@ import { type MockModel, startMockModel } from "../../../gateway/test/openclaw/m
 import { chatOn, hashFiles, openClawRoot, report, sandboxDirs, sandboxPerKey, startOpenClaw } from "../../../gateway/test/openclaw/openclaw-harness.ts";
 import { SANDBOX_SESSIONS, eventually, exists, expectFreshBuild, pluginLog, withPlugin } from "./harness.ts";
 
+/** VmRSS of a live process, in MB (Linux /proc). */
+async function rssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]);
+  expect(kb, `VmRSS of ${pid}`).toBeGreaterThan(0);
+  return kb / 1024;
+}
+
 let model: MockModel;
 beforeAll(async () => {
   await expectFreshBuild();
   model = await startMockModel();
 });
 afterAll(() => model.close());
+
+/** What OpenClaw itself rewrites while it runs: its databases, session archives, logs and temp files (plugin captures, locks). */
+const OPENCLAW_OWN = /^(tmp|state|logs)(\/|$)|^agents\/[^/]+\/(agent|sessions)(\/|$)/;
+
+/** `tmp: 812, state: 4` — counts by top-level directory. */
+function summarize(files: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const file of files) counts.set(file.split("/")[0] ?? file, (counts.get(file.split("/")[0] ?? file) ?? 0) + 1);
+  return [...counts].map(([dir, count]) => `${dir}: ${count}`).join(", ");
+}
 
 /** The hashes of `before` below `dir` (the sandboxes root), minus everything at or below the removed directories. */
 function below(hashes: Map<string, string>, dir: string, removed: readonly string[] = []): Map<string, string> {
@@ -56,7 +74,9 @@ describe("the plugin in a real OpenClaw 2026.9.6", () => {
     const added = [...after.keys()].filter((file) => !before.has(file)).map((file) => path.relative(oc.stateDir, file));
     expect(added.filter((file) => file.includes(".trash-") || file.startsWith("sandboxes/")), "the plugin leaves no trash and adds nothing to sandboxes/").toEqual([]);
     const changed = [...before].filter(([file]) => !file.startsWith(`${sandboxes}/`) && after.get(file) !== before.get(file)).map(([file]) => path.relative(oc.stateDir, file));
-    console.log(`[plugin] OpenClaw's own changes outside sandboxes/ (its stores, logs): ${changed.length} changed, ${added.length} added: ${[...changed, ...added].join(", ")}`);
+    const foreign = [...changed, ...added].filter((file) => !OPENCLAW_OWN.test(file));
+    expect(foreign, "outside sandboxes/, nothing but OpenClaw's own stores, logs and temp files changed").toEqual([]);
+    console.log(`[plugin] OpenClaw's own changes outside sandboxes/: ${changed.length} changed, ${added.length} added (${summarize([...changed, ...added])})`);
     report("plugin: session_end deleted (6 made by OpenClaw, 3 deleted, 1 reset)", { planted: keys.length, removed: gone.length, kept: keys.length - gone.length });
   });
 
@@ -96,5 +116,28 @@ describe("the plugin in a real OpenClaw 2026.9.6", () => {
     expect(await sandboxDirs(oc)).toEqual([withNotes, live].sort());
     expect(await readFile(path.join(withNotes, "notes.md"), "utf8")).toBe("mine\n");
     report("plugin: sweep after restart (3 made, 2 deleted unloaded, 1 with a user file; 1 deleted under a dry run)", { planted: 4, removed: 2, kept: 2 });
+  });
+
+  it("costs little: OpenClaw's start time and RSS with and without the plugin, in the same run", async () => {
+    const samples: Record<"without" | "with", { startMs: number; rssMb: number }[]> = { without: [], with: [] };
+    for (let round = 0; round < 3; round++) {
+      for (const variant of ["without", "with"] as const) {
+        const oc = await openClawRoot();
+        const started = performance.now();
+        const gateway = await startOpenClaw(oc, model.baseUrl, SANDBOX_SESSIONS, variant === "with" ? withPlugin() : {});
+        const startMs = performance.now() - started;
+        // The plugin's first sweep runs 2 s after its service starts; both variants wait the same.
+        await new Promise((resolve) => setTimeout(resolve, 5_000));
+        const rss = await rssMb(gateway.pid);
+        const log = await pluginLog(oc);
+        await gateway.stop();
+        expect(log.some((line) => line.startsWith("ocgw-reclaim: watching")), `the plugin is loaded only ${variant === "with" ? "with" : "without"} it`).toBe(variant === "with");
+        if (variant === "with") expect(log.some((line) => line.startsWith("ocgw-reclaim: sweep: ")), "its first sweep ran").toBe(true);
+        samples[variant].push({ startMs, rssMb: rss });
+      }
+    }
+    const med = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+    const line = (variant: "without" | "with") => `start ${Math.round(med(samples[variant].map((s) => s.startMs)))} ms, RSS ${med(samples[variant].map((s) => s.rssMb)).toFixed(1)} MB`;
+    console.log(`[plugin cost] medians of 3 alternating starts: without the plugin ${line("without")}; with it ${line("with")} (all: ${JSON.stringify(samples)})`);
   });
 });
