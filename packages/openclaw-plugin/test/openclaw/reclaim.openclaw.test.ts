@@ -52,9 +52,13 @@ describe("the plugin in a real OpenClaw 2026.9.6", () => {
     const sandboxes = path.join(oc.stateDir, "sandboxes");
     const before = await hashFiles(oc.stateDir);
 
+    const deleting = performance.now();
     for (const key of deleted) await gateway.client.call("sessions.delete", { key });
+    const replied = performance.now();
     const removed = await eventually(async () => !(await Promise.all(gone.map(exists))).some(Boolean), 10_000);
     expect(removed, `the deleted sessions' directories are gone within 10 s\n${(await pluginLog(oc)).join("\n")}`).toBe(true);
+    const releases = (await pluginLog(oc)).filter((line) => line.startsWith("ocgw-reclaim: session_end deleted")).map((line) => line.replace(/^.*( in \d+ ms)$/, "$1").trim());
+    console.log(`[plugin] 3 sessions.delete answered in ${Math.round(replied - deleting)} ms; all 3 directories gone ${Math.round(performance.now() - replied)} ms after the last answer; each release: ${releases.join(", ")}`);
 
     await gateway.client.call("sessions.reset", { key: "agent:main:p4" });
     await chatOn(gateway.client, ["agent:main:p5"]);
