@@ -6,12 +6,17 @@
 import { readFile, readdir, stat } from "node:fs/promises";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { expect } from "vitest";
-import type { OpenClawRoot } from "../../../gateway/test/openclaw/openclaw-harness.ts";
+import { expect, onTestFinished } from "vitest";
+import { type OpenClawRoot, type RunningOpenClaw, startOpenClaw } from "../../../gateway/test/openclaw/openclaw-harness.ts";
 
 /** The package root: OpenClaw reads its package.json (`openclaw.extensions` → dist/index.js) and openclaw.plugin.json. */
 export const PLUGIN_ROOT = fileURLToPath(new URL("../../", import.meta.url));
-export const SANDBOX_SESSIONS = { defaults: { sandbox: { mode: "non-main", scope: "session" } }, entries: { main: {} } };
+const SANDBOX_SESSIONS = { defaults: { sandbox: { mode: "non-main", scope: "session" } }, entries: { main: {} } };
+
+/** Starts OpenClaw with sandbox `{ mode: "non-main", scope: "session" }` and `extra` top-level blocks (`withPlugin(...)`, or none). */
+export function startSandboxed(oc: OpenClawRoot, modelBaseUrl: string, extra: Record<string, unknown> = {}): Promise<RunningOpenClaw> {
+  return startOpenClaw(oc, modelBaseUrl, SANDBOX_SESSIONS, onTestFinished, extra);
+}
 
 /** The `plugins` block that loads the plugin with `config` (plugins.allow names it, so OpenClaw loads it without the provenance warning). */
 export function withPlugin(config: Record<string, unknown> = {}): Record<string, unknown> {

@@ -8,8 +8,8 @@ import { readFile, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MockModel, startMockModel } from "../../../gateway/test/openclaw/mock-model.ts";
-import { chatOn, hashFiles, openClawRoot, report, sandboxDirs, sandboxPerKey, startOpenClaw } from "../../../gateway/test/openclaw/openclaw-harness.ts";
-import { SANDBOX_SESSIONS, eventually, exists, expectFreshBuild, pluginLog, withPlugin } from "./harness.ts";
+import { chatOn, hashFiles, openClawRoot, report, sandboxDirs, sandboxPerKey } from "../../../gateway/test/openclaw/openclaw-harness.ts";
+import { eventually, exists, expectFreshBuild, pluginLog, startSandboxed, withPlugin } from "./harness.ts";
 
 /** VmRSS of a live process, in MB (Linux /proc). */
 async function rssMb(pid: number): Promise<number> {
@@ -44,7 +44,7 @@ function below(hashes: Map<string, string>, dir: string, removed: readonly strin
 describe("the plugin in a real OpenClaw 2026.9.6", () => {
   it("releases each deleted session's sandbox directory within seconds, keeps a reset session's, and leaves OpenClaw working", async () => {
     const oc = await openClawRoot();
-    const gateway = await startOpenClaw(oc, model.baseUrl, SANDBOX_SESSIONS, withPlugin());
+    const gateway = await startSandboxed(oc, model.baseUrl, withPlugin());
     const keys = ["agent:main:p1", "agent:main:p2", "agent:main:p3", "agent:main:p4", "agent:main:p5", "agent:main:p6"];
     const dirs = await sandboxPerKey(oc, (key) => chatOn(gateway.client, [key]), keys);
     const deleted = keys.slice(0, 3);
@@ -86,7 +86,7 @@ describe("the plugin in a real OpenClaw 2026.9.6", () => {
 
   it("sweeps, after the next start, the directories of sessions deleted while it was not loaded; keeps one with a user file; a dry run removes nothing", async () => {
     const oc = await openClawRoot();
-    const bare = await startOpenClaw(oc, model.baseUrl, SANDBOX_SESSIONS);
+    const bare = await startSandboxed(oc, model.baseUrl);
     const keys = ["agent:main:q1", "agent:main:q2", "agent:main:q3"];
     const dirs = await sandboxPerKey(oc, (key) => chatOn(bare.client, [key]), keys);
     const [orphan, withNotes, live] = keys.map((key) => dirs.get(key) as string) as [string, string, string];
@@ -97,7 +97,7 @@ describe("the plugin in a real OpenClaw 2026.9.6", () => {
     const planted = await hashFiles(sandboxes);
 
     const sweep = { sweeper: { minAgeMinutes: 0 } };
-    const dry = await startOpenClaw(oc, model.baseUrl, SANDBOX_SESSIONS, withPlugin({ ...sweep, dryRun: true }));
+    const dry = await startSandboxed(oc, model.baseUrl, withPlugin({ ...sweep, dryRun: true }));
     const swept = (line: string) => /^ocgw-reclaim: sweep: \d+ checked/.test(line);
     expect(await eventually(async () => (await pluginLog(oc)).some(swept), 20_000), "a first sweep pass after start").toBe(true);
     const q4 = await sandboxPerKey(oc, (key) => chatOn(dry.client, [key]), ["agent:main:q4"]);
@@ -110,7 +110,7 @@ describe("the plugin in a real OpenClaw 2026.9.6", () => {
     expect(dryLog.filter((line) => line.startsWith("ocgw-reclaim: removed")), "a dry run removes nothing").toEqual([]);
     expect(below(await hashFiles(sandboxes), sandboxes, [q4.get("agent:main:q4") as string]), "not a byte changed").toEqual(below(planted, sandboxes));
 
-    const real = await startOpenClaw(oc, model.baseUrl, SANDBOX_SESSIONS, withPlugin(sweep));
+    const real = await startSandboxed(oc, model.baseUrl, withPlugin(sweep));
     const bothGone = async () => !(await exists(orphan)) && !(await exists(q4.get("agent:main:q4") as string));
     expect(await eventually(bothGone, 20_000), `the sweep reclaims both orphans\n${(await pluginLog(oc)).join("\n")}`).toBe(true);
     await chatOn(real.client, ["agent:main:q3"]);
@@ -128,7 +128,7 @@ describe("the plugin in a real OpenClaw 2026.9.6", () => {
       for (const variant of ["without", "with"] as const) {
         const oc = await openClawRoot();
         const started = performance.now();
-        const gateway = await startOpenClaw(oc, model.baseUrl, SANDBOX_SESSIONS, variant === "with" ? withPlugin() : {});
+        const gateway = await startSandboxed(oc, model.baseUrl, variant === "with" ? withPlugin() : {});
         const startMs = performance.now() - started;
         // The plugin's first sweep runs 2 s after its service starts; both variants wait the same.
         await new Promise((resolve) => setTimeout(resolve, 5_000));
