@@ -3,10 +3,12 @@
  * loads the built plugin from this package through `plugins.load.paths`, and a reader for what
  * the plugin logged.
  */
-import { readFile, readdir, stat } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { readFile, stat } from "node:fs/promises";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { expect, onTestFinished } from "vitest";
+import { promisify } from "node:util";
+import { onTestFinished } from "vitest";
 import { type OpenClawRoot, type RunningOpenClaw, startOpenClaw } from "../../../gateway/test/openclaw/openclaw-harness.ts";
 
 /** The package root: OpenClaw reads its package.json (`openclaw.extensions` → dist/index.js) and openclaw.plugin.json. */
@@ -23,13 +25,14 @@ export function withPlugin(config: Record<string, unknown> = {}): Record<string,
   return { plugins: { allow: ["ocgw-reclaim"], load: { paths: [PLUGIN_ROOT] }, entries: { "ocgw-reclaim": { enabled: true, config } } } };
 }
 
-/** Each built module must be newer than its source: the suite loads dist/, as users do. */
-export async function expectFreshBuild(): Promise<void> {
-  for (const name of (await readdir(path.join(PLUGIN_ROOT, "src"))).filter((file) => file.endsWith(".ts"))) {
-    const source = await stat(path.join(PLUGIN_ROOT, "src", name));
-    const built = await stat(path.join(PLUGIN_ROOT, "dist", name.replace(/\.ts$/, ".js"))).catch(() => undefined);
-    expect(built !== undefined && source.mtimeMs <= built.mtimeMs, `dist/ is missing or older than src/${name}: run \`npm run build\``).toBe(true);
-  }
+/**
+ * Brings dist/ up to date with src/ (`tsc -b`, incremental: seconds when nothing changed), so the
+ * suite loads the built package, as users do, and never a stale one.
+ */
+export async function buildPlugin(): Promise<void> {
+  const tsc = path.join(PLUGIN_ROOT, "..", "..", "node_modules", "typescript", "bin", "tsc");
+  await promisify(execFile)(process.execPath, [tsc, "-b", path.join(PLUGIN_ROOT, "tsconfig.build.json")], { cwd: PLUGIN_ROOT });
+  await stat(path.join(PLUGIN_ROOT, "dist", "index.js"));
 }
 
 /** The plugin's lines in OpenClaw's log file (JSON lines; the message is field "1"). */

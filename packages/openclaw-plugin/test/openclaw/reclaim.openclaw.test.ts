@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MockModel, startMockModel } from "../../../gateway/test/openclaw/mock-model.ts";
 import { chatOn, hashFiles, openClawRoot, report, sandboxDirs, sandboxPerKey } from "../../../gateway/test/openclaw/openclaw-harness.ts";
-import { eventually, exists, expectFreshBuild, pluginLog, startSandboxed, withPlugin } from "./harness.ts";
+import { buildPlugin, eventually, exists, pluginLog, startSandboxed, withPlugin } from "./harness.ts";
 
 /** VmRSS of a live process, in MB (Linux /proc). */
 async function rssMb(pid: number): Promise<number> {
@@ -21,10 +21,11 @@ async function rssMb(pid: number): Promise<number> {
 
 let model: MockModel;
 beforeAll(async () => {
-  await expectFreshBuild();
+  await buildPlugin();
   model = await startMockModel();
 });
-afterAll(() => model.close());
+// Unset when the build in beforeAll failed.
+afterAll(() => (model as MockModel | undefined)?.close());
 
 /** What OpenClaw itself rewrites while it runs: its databases, session archives, logs and temp files (plugin captures, locks). */
 const OPENCLAW_OWN = /^(tmp|state|logs)(\/|$)|^agents\/[^/]+\/(agent|sessions)(\/|$)/;
