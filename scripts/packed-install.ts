@@ -6,7 +6,8 @@
  * `ocgw --version`, `ocgw gateway run --port 0` (HOME, TMPDIR, OCGW_STATE_DIR and the ephemeral
  * root inside the prefix) → `call health`, `chat hello`, `workspaces ls --json` → SIGINT → exit 0
  * with nothing but `.instances` left in the root, and a scratch ESM script that imports the
- * libraries and starts/stops a gateway through `startGateway`. Once, the installed bin under the
+ * libraries (the OpenClaw plugin's entry and its manifest too) and starts/stops a gateway through
+ * `startGateway`. Once, the installed bin under the
  * machine's old Node (< 22, when there is one) must print one line and exit 1.
  *
  * Every child is stopped by its PID; every temp dir is removed (OCGW_KEEP_TMP=1 keeps them).
@@ -19,7 +20,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
-const PACKAGES = ["workspace", "gateway", "cli"] as const;
+const PACKAGES = ["workspace", "gateway", "cli", "openclaw-plugin"] as const;
 /** Only turns a hang into a failure. */
 const STEP_TIMEOUT_MS = 180_000;
 const READY_TIMEOUT_MS = 30_000;
@@ -161,11 +162,15 @@ function startGatewayChild(args: readonly string[], env: NodeJS.ProcessEnv, cwd:
 const SCRATCH = `import { startGateway, GATEWAY_VERSION } from "@ocgw/gateway";
 import { createEphemeralProvider } from "@ocgw/workspace";
 import { run } from "@ocgw/cli";
+import plugin from "@ocgw/openclaw-plugin";
+import { createRequire } from "node:module";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 
 const [stateDir, root] = process.argv.slice(2);
 if (typeof run !== "function") throw new Error("@ocgw/cli exports no run()");
+const manifest = createRequire(import.meta.url)("@ocgw/openclaw-plugin/openclaw.plugin.json");
+if (plugin.id !== "ocgw-reclaim" || manifest.id !== plugin.id || typeof plugin.register !== "function") throw new Error("@ocgw/openclaw-plugin: entry or manifest is not the plugin");
 const provider = await createEphemeralProvider({ root: path.join(root, "provider") });
 const lease = await provider.acquire({ key: "agent:main:scratch" });
 await fs.access(lease.path);
@@ -181,7 +186,7 @@ async function packAll(into: string): Promise<string[]> {
   const result = await exec("npm", ["pack", "--workspaces", "--pack-destination", into, "--json"], { cwd: REPO, env: npmEnv(NODE_24.bin) });
   expectExit(result, "npm pack");
   const packs = JSON.parse(result.stdout) as { name: string; filename: string; size: number; unpackedSize: number; files: { path: string }[] }[];
-  const allowed = /^(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts|js\.map|json)|dist\/THIRD-PARTY-LICENSES\.md)$/;
+  const allowed = /^(package\.json|README\.md|LICENSE|openclaw\.plugin\.json|dist\/.+\.(js|d\.ts|js\.map|json)|dist\/THIRD-PARTY-LICENSES\.md)$/;
   for (const pack of packs) {
     const stray = pack.files.map((file) => file.path).filter((file) => !allowed.test(file) || /(^|\/)(test|tests|fixtures?)\//.test(file));
     if (stray.length > 0) throw new Error(`${pack.name} would ship ${stray.join(", ")}`);
@@ -223,8 +228,10 @@ async function exercise(node: { label: string; bin: string }, tarballs: readonly
       if (resolved !== undefined && !resolved.startsWith("file:")) throw new Error(`@ocgw/${name} came from ${resolved}`);
       await fs.access(path.join(prefix, "node_modules", "@ocgw", name, "dist"));
     }
-    const nested = await fs.readdir(path.join(prefix, "node_modules", "@ocgw", "cli", "node_modules", "@ocgw")).catch(() => []);
-    if (nested.length > 0) throw new Error(`@ocgw/cli has its own copies of @ocgw/${nested.join(", @ocgw/")}`);
+    for (const name of ["cli", "openclaw-plugin"]) {
+      const nested = await fs.readdir(path.join(prefix, "node_modules", "@ocgw", name, "node_modules", "@ocgw")).catch(() => []);
+      if (nested.length > 0) throw new Error(`@ocgw/${name} has its own copies of @ocgw/${nested.join(", @ocgw/")}`);
+    }
     return true;
   });
   if (!installed) return;

@@ -5,7 +5,7 @@ import { GatewayError } from "../errors.ts";
 import { type OpenClawHost, readOpenClawConfig, resolveConfigPath } from "./openclaw-config.ts";
 import { type OpenClawAgent, resolveRoster } from "./roster.ts";
 import { type GatewayProbe, probeOpenClawGateway } from "./running.ts";
-import { agentSandboxNames, sessionSandboxNames } from "./sandbox-names.ts";
+import { type SandboxSession, agentSandboxNames, sessionSandboxNames } from "./sandbox-names.ts";
 import { BOOTSTRAP_NAMES, type HashIndex, KNOWN_SEEDS, mergeIndexes, sha256File } from "./seeded.ts";
 import { type AgentStore, listAgentDirs, readSessionStores } from "./session-store.ts";
 import { type OpenClawStateDb, readStateDb } from "./state-db.ts";
@@ -90,20 +90,27 @@ export async function buildLegacyContext(options: ContextOptions): Promise<Legac
   };
 }
 
+/**
+ * Every sandbox directory name a session (live, or just deleted) could own: hashed with each
+ * workspace its agent and its key's agent could have used, and every workspace path OpenClaw recorded.
+ */
+export function sandboxNamesOfSession(agents: readonly OpenClawAgent[], recorded: readonly string[], session: SandboxSession): string[] {
+  const workspacesOf = (id: string): string[] => [...agents.filter((agent) => agent.id === id).flatMap((agent) => agent.workspaces), ...recorded];
+  const keyAgent = /^agent:([^:]+):/.exec(session.key)?.[1];
+  return sessionSandboxNames(session, [...workspacesOf(session.agentId), ...(keyAgent === undefined ? [] : workspacesOf(keyAgent))]);
+}
+
 /** Every name a live session or a known agent owns, hashing each workspace path it could have used (its agent's, and every path OpenClaw recorded). */
 function ownedSandboxNames(agents: readonly OpenClawAgent[], stores: readonly AgentStore[], recorded: readonly string[], options: ContextOptions): { owned: Map<string, string>; idle: Map<string, string> } {
   const owned = new Map<string, string>();
   const idle = new Map<string, string>();
-  const workspacesOf = (id: string): string[] => [...agents.filter((agent) => agent.id === id).flatMap((agent) => agent.workspaces), ...recorded];
   for (const agent of agents) for (const name of agentSandboxNames(agent.id, [...agent.workspaces, ...recorded])) owned.set(name, `agent "${agent.id}" (scope agent)`);
   const idleBefore = options.idleDays === undefined ? undefined : options.now - options.idleDays * 86_400_000;
   for (const store of stores) {
     if ("error" in store) continue;
     for (const session of store.sessions) {
-      const keyAgent = /^agent:([^:]+):/.exec(session.key)?.[1];
-      const workspaces = [...workspacesOf(session.agentId), ...(keyAgent === undefined ? [] : workspacesOf(keyAgent))];
       const isIdle = idleBefore !== undefined && session.lastActiveAt !== null && session.lastActiveAt < idleBefore;
-      for (const name of sessionSandboxNames(session, workspaces)) {
+      for (const name of sandboxNamesOfSession(agents, recorded, session)) {
         if (!isIdle) owned.set(name, `session ${session.key}`);
         else if (!owned.has(name)) idle.set(name, session.key);
       }

@@ -82,18 +82,26 @@ async function ownership(ctx: LegacyContext, item: LegacyItem, identity: DirIden
   return { code: "orphan-sandbox", reason: "no session in OpenClaw's session store maps to it" };
 }
 
-/** The content proof, after ownership: plain, old enough, nothing but seeds. */
-async function content(ctx: LegacyContext, item: LegacyItem, tree: PlainTree, minAgeMs: number): Promise<Verdict | undefined> {
+/** How strict the content proof is. */
+export interface DecideOptions {
+  /** A directory changed more recently than this (ms) is kept. */
+  readonly minAgeMs: number;
+  /** Skip the "nothing but seeds" proof: an orphan's work products go with it (an operator's explicit choice). Default false. */
+  readonly includeUserFiles?: boolean | undefined;
+}
+
+/** The content proof, after ownership: plain, old enough, nothing but seeds (unless work products are included). */
+async function content(ctx: LegacyContext, item: LegacyItem, tree: PlainTree, options: DecideOptions): Promise<Verdict | undefined> {
   const age = ctx.now - tree.newestChangeMs;
-  if (age < minAgeMs) return keep("too-young", `changed ${Math.max(0, Math.round(age / 1000))} s ago, younger than the minimum age`);
-  if (item.location === "trash") return undefined;
+  if (age < options.minAgeMs) return keep("too-young", `changed ${Math.max(0, Math.round(age / 1000))} s ago, younger than the minimum age`);
+  if (item.location === "trash" || options.includeUserFiles === true) return undefined;
   const real = await realpath(item.path).catch(() => item.path);
   const foreign = await unseededEntries(item.path, tree, { recorded: ctx.stateDb.recordedFor(item.path, real), bootstrap: ctx.bootstrap, skills: ctx.skills });
   return foreign.length === 0 ? undefined : keep("user-files", describeUnseeded(foreign));
 }
 
 /** Decides one directory. Never throws: trouble reading it is a reason to keep it. */
-export async function decideEntry(ctx: LegacyContext, item: LegacyItem, minAgeMs: number): Promise<LegacyEntry> {
+export async function decideEntry(ctx: LegacyContext, item: LegacyItem, options: DecideOptions): Promise<LegacyEntry> {
   const base = { ...item, sizeBytes: 0, ageMs: null, identity: null };
   try {
     const st = await lstat(item.path, { bigint: true });
@@ -105,7 +113,7 @@ export async function decideEntry(ctx: LegacyContext, item: LegacyItem, minAgeMs
     const sized = "code" in tree ? { ...base, identity } : { ...base, sizeBytes: tree.bytes, ageMs: Math.max(0, ctx.now - tree.newestChangeMs), identity: tree.identity };
     if (owner.code === "agent-workspace" || owner.code === "live-session" || owner.code === "unmapped" || owner.code === "store-unreadable") return { ...sized, action: "keep", ...owner };
     if ("code" in tree) return { ...sized, action: "keep", code: "not-plain", reason: tree.detail };
-    const verdict = await content(ctx, item, tree, minAgeMs);
+    const verdict = await content(ctx, item, tree, options);
     return verdict === undefined ? { ...sized, action: "remove", ...owner } : { ...sized, action: "keep", ...verdict };
   } catch (error) {
     return { ...base, action: "keep", code: "unreadable", reason: `cannot be inspected (${errnoCode(error) ?? (error instanceof Error ? error.message : String(error))})` };

@@ -6,7 +6,8 @@
 export { type LegacyEntry, type LegacyKeepCode, type LegacyLocation, type LegacyRemoveCode } from "./decide.ts";
 export { type OpenClawAgent, type SandboxSettings } from "./roster.ts";
 export { probeOpenClawGateway, type GatewayProbe } from "./running.ts";
-export { agentSandboxNames, sandboxDirName, sessionSandboxNames } from "./sandbox-names.ts";
+export { sandboxNamesOfSession } from "./context.ts";
+export { SANDBOX_DIR_NAME, agentSandboxNames, sandboxDirName, sessionSandboxNames, type SandboxSession } from "./sandbox-names.ts";
 export { KNOWN_SEEDS } from "./seeded.ts";
 export { DEFAULT_MIN_AGE_MS, LEGACY_TRASH_TAG, scanLegacyState, type LegacyScan, type LegacyScanOptions, type LegacyTally } from "./scan.ts";
 export { removeLegacyOrphans, type LegacyRemoval, type LegacySkip, type RemovalOptions } from "./reclaim.ts";

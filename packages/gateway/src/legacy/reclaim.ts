@@ -35,7 +35,7 @@ async function removeOne(ctx: LegacyContext, scan: LegacyScan, candidate: Legacy
   if (expected === undefined || parentNow === undefined || !parentNow.isDirectory() || parentNow.dev.toString() !== expected.dev || parentNow.ino.toString() !== expected.ino) {
     return { kind: "skipped", reason: `refused: ${parent} is not the directory that was scanned` };
   }
-  const now = await decideEntry(ctx, candidate, scan.rules.minAgeMs);
+  const now = await decideEntry(ctx, candidate, scan.rules);
   if (now.identity === null && now.code === "unreadable" && now.reason.includes("ENOENT")) return { kind: "skipped", reason: "already gone" };
   if (now.action !== "remove") return { kind: "skipped", reason: `refused: ${now.reason}` };
   if (candidate.identity === null || now.identity?.dev !== candidate.identity.dev || now.identity.ino !== candidate.identity.ino) {

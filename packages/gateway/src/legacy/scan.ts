@@ -3,11 +3,12 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { type DirIdentity, errnoCode } from "@ocgw/workspace";
 import { GatewayError } from "../errors.ts";
-import { mapLimit } from "../operator/common.ts";
-import { type LegacyContext, buildLegacyContext } from "./context.ts";
+import { mapLimit } from "../util/map-limit.ts";
+import { type LegacyContext, buildLegacyContext, sandboxNamesOfSession } from "./context.ts";
 import { type LegacyEntry, type LegacyItem, decideEntry } from "./decide.ts";
 import { type OpenClawHost, openClawHost, resolveUserPath } from "./openclaw-config.ts";
 import type { OpenClawAgent } from "./roster.ts";
+import { SANDBOX_DIR_NAME, type SandboxSession } from "./sandbox-names.ts";
 
 /** The trash tag of legacy removals: entries are renamed to `.trash-ocgw-legacy-<random>` next to where they were. */
 export const LEGACY_TRASH_TAG = "ocgw-legacy";
@@ -37,6 +38,16 @@ export interface LegacyScanOptions {
   now?: (() => number) | undefined;
   /** Called after each directory is decided. */
   onProgress?: ((done: number, total: number) => void) | undefined;
+  /** Only the sandbox roots' `workspace-<32 hex>` directories (and interrupted removals there); `<stateDir>/workspace-<id>` is left out. Default false. */
+  sandboxesOnly?: boolean | undefined;
+  /** Only the directories these sessions (just deleted) could own, named as OpenClaw names them. Implies `sandboxesOnly`. */
+  sessions?: readonly SandboxSession[] | undefined;
+  /** Decide at most this many directories (in path order) per scan: a bounded pass. Default: all. */
+  limit?: number | undefined;
+  /** Start after this path (the previous bounded pass's `next`). */
+  after?: string | undefined;
+  /** Also reclaim orphans that hold work products (files OpenClaw did not write). Default false: they are kept. */
+  includeUserFiles?: boolean | undefined;
 }
 
 /** Counts and bytes of one decision code. */
@@ -66,7 +77,9 @@ export interface LegacyScan {
   readonly parents: Readonly<Record<string, DirIdentity>>;
   readonly warnings: readonly string[];
   /** The options the plan was made with, so removal re-decides under the same rules. */
-  readonly rules: { readonly minAgeMs: number; readonly idleDays: number | null; readonly force: boolean };
+  readonly rules: { readonly minAgeMs: number; readonly idleDays: number | null; readonly force: boolean; readonly includeUserFiles: boolean };
+  /** Set when `limit` left directories undecided: pass it as `after` to go on. */
+  readonly next: string | undefined;
 }
 
 function unreadableDir(given: string, error: unknown): GatewayError {
@@ -107,8 +120,8 @@ function identityOf(st: { dev: bigint; ino: bigint }): DirIdentity {
   return { dev: st.dev.toString(), ino: st.ino.toString() };
 }
 
-/** The directories to decide: `workspace-*` in the state dir and in each sandbox root, and our own trash entries. */
-async function discover(ctx: LegacyContext, warnings: string[]): Promise<{ items: LegacyItem[]; parents: Record<string, DirIdentity> }> {
+/** The directories to decide: `workspace-*` in the state dir (unless `sandboxesOnly`) and in each sandbox root, and our own trash entries. */
+async function discover(ctx: LegacyContext, warnings: string[], sandboxesOnly: boolean): Promise<{ items: LegacyItem[]; parents: Record<string, DirIdentity> }> {
   const parents: Record<string, DirIdentity> = {};
   const items = new Map<string, LegacyItem>();
   const visit = async (dir: string, location: "state" | "sandboxes"): Promise<void> => {
@@ -120,13 +133,25 @@ async function discover(ctx: LegacyContext, warnings: string[]): Promise<{ items
       const full = path.join(dir, name);
       const prior = items.get(full);
       if (LEGACY_TRASH_NAME.test(name)) items.set(full, { path: full, location: "trash" });
+      else if (sandboxesOnly && !SANDBOX_DIR_NAME.test(name)) continue;
       else if (name.startsWith("workspace-") && prior === undefined) items.set(full, { path: full, location });
       else if (name.startsWith("workspace-") && prior?.location !== location) items.set(full, { path: full, location: "sandboxes", alsoState: true });
     }
   };
-  await visit(ctx.stateDir, "state");
+  if (!sandboxesOnly) await visit(ctx.stateDir, "state");
   for (const root of ctx.sandboxRoots) await visit(root, "sandboxes");
   return { items: [...items.values()].sort((a, b) => a.path.localeCompare(b.path)), parents };
+}
+
+/** The items a scan decides: only the given sessions' names, after `after`, at most `limit`. */
+function select(ctx: LegacyContext, items: readonly LegacyItem[], options: LegacyScanOptions): { items: LegacyItem[]; next: string | undefined } {
+  const recorded = [...ctx.stateDb.workspacePaths];
+  const names = options.sessions === undefined ? undefined : new Set(options.sessions.flatMap((session) => sandboxNamesOfSession(ctx.agents, recorded, session)));
+  const after = options.after;
+  const wanted = items.filter((item) => (names === undefined || names.has(path.basename(item.path))) && (after === undefined || item.path.localeCompare(after) > 0));
+  const limit = options.limit ?? wanted.length;
+  const chosen = wanted.slice(0, Math.max(0, limit));
+  return { items: chosen, next: chosen.length < wanted.length ? chosen.at(-1)?.path : undefined };
 }
 
 function tally(entries: readonly LegacyEntry[]): Record<string, LegacyTally> {
@@ -154,10 +179,13 @@ export async function scanLegacyState(options: LegacyScanOptions = {}): Promise<
   const ctx = await legacyContext(options, stateDir);
   const warnings = ctx.stateDb.problem === undefined ? [] : [ctx.stateDb.problem];
   const minAgeMs = options.minAgeMs ?? DEFAULT_MIN_AGE_MS;
-  const { items, parents } = await discover(ctx, warnings);
+  const includeUserFiles = options.includeUserFiles === true;
+  const found = await discover(ctx, warnings, options.sandboxesOnly === true || options.sessions !== undefined);
+  const { parents } = found;
+  const { items, next } = select(ctx, found.items, options);
   let done = 0;
   const entries = await mapLimit(items, 4, async (item) => {
-    const entry = await decideEntry(ctx, item, minAgeMs);
+    const entry = await decideEntry(ctx, item, { minAgeMs, includeUserFiles });
     options.onProgress?.(++done, items.length);
     return entry;
   });
@@ -176,6 +204,7 @@ export async function scanLegacyState(options: LegacyScanOptions = {}): Promise<
     byCode: tally(entries),
     parents,
     warnings,
-    rules: { minAgeMs, idleDays: options.idleDays ?? null, force: options.force === true },
+    rules: { minAgeMs, idleDays: options.idleDays ?? null, force: options.force === true, includeUserFiles },
+    next,
   };
 }

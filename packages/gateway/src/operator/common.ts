@@ -1,7 +1,6 @@
 import { existsSync } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import * as path from "node:path";
-import pLimit from "p-limit";
 import { defaultEphemeralRoot, isWorkspaceError } from "@ocgw/workspace";
 import { type ResolvedConfig, loadConfig } from "../config/index.ts";
 import { type Store, openStore } from "../store/index.ts";
@@ -55,12 +54,6 @@ export async function loadOfflineTarget(options: OfflineOptions = {}): Promise<O
 export function openExistingStore(storePath: string): Store | undefined {
   if (!existsSync(storePath)) return undefined;
   return openStore({ path: storePath });
-}
-
-/** Runs `fn` on each item, at most `limit` at a time (p-limit); results in input order. */
-export function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const run = pLimit(Math.max(1, limit));
-  return Promise.all(items.map((item, index) => run(() => fn(item, index))));
 }
 
 /**

@@ -5,7 +5,8 @@ import type { GatewayClient } from "../client/connect.ts";
 import { remoteErrorCode, remoteErrorOf } from "../client/connect.ts";
 import type { GcSummary } from "../collector.ts";
 import type { LeaseRecord, LeaseState } from "../store/index.ts";
-import { type OfflineOptions, createdAtOf, directorySize, loadOfflineTarget, mapLimit, openExistingStore, retryWhileBusy } from "./common.ts";
+import { mapLimit } from "../util/map-limit.ts";
+import { type OfflineOptions, createdAtOf, directorySize, loadOfflineTarget, openExistingStore, retryWhileBusy } from "./common.ts";
 import { listAllSessions } from "./sessions.ts";
 
 /**

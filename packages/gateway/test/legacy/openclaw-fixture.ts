@@ -137,3 +137,25 @@ export function sandboxNameFor(sessionKey: string, agentWorkspace: string): stri
 
 /** A clock two hours ahead: everything the test made is past the default one-hour minimum age. */
 export const LATER = (): number => Date.now() + 2 * 3_600_000;
+
+/**
+ * A state dir with sandbox `{ mode: "non-main", scope: "session" }` and four seeded sandbox
+ * directories: `agent:main:alive` (a live session), `gone` (no row), `tomb` (the tombstone of
+ * sessions.delete) and `old` (a session idle for 40 days).
+ */
+export async function sandboxState(): Promise<{ fx: OpenClawFixture; agentWs: string; dirs: Record<string, string> }> {
+  const fx = await tempOpenClaw();
+  await writeConfig(fx, `{ agents: { defaults: { sandbox: { mode: "non-main", scope: "session" } }, entries: { main: {} } } }`);
+  const agentWs = path.join(fx.stateDir, "workspace");
+  await seedWorkspace(fx, agentWs);
+  const dirs: Record<string, string> = {};
+  for (const key of ["agent:main:alive", "agent:main:gone", "agent:main:tomb", "agent:main:old"]) {
+    dirs[key] = await seedWorkspace(fx, path.join(fx.stateDir, "sandboxes", sandboxNameFor(key, agentWs)));
+  }
+  await addSessions(fx, "main", [
+    { key: "agent:main:alive" },
+    { key: "agent:main:tomb", valid: -1 },
+    { key: "agent:main:old", updatedAt: Date.now() - 40 * 86_400_000 },
+  ]);
+  return { fx, agentWs, dirs };
+}

@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { removeLegacyOrphans, scanLegacyState } from "../../src/index.ts";
 import type { LegacyScan } from "../../src/legacy/index.ts";
-import { LATER, type OpenClawFixture, SEED, addSessions, recordGenerated, sandboxNameFor, seedWorkspace, tempOpenClaw, writeConfig } from "./openclaw-fixture.ts";
+import { LATER, type OpenClawFixture, SEED, addSessions, recordGenerated, sandboxNameFor, sandboxState, seedWorkspace, tempOpenClaw, writeConfig } from "./openclaw-fixture.ts";
 
 function scan(fx: OpenClawFixture, extra: Parameters<typeof scanLegacyState>[0] = {}): Promise<LegacyScan> {
   return scanLegacyState({ dir: fx.stateDir, env: fx.env, homedir: fx.home, lockDir: fx.lockDir, now: LATER, ...extra });
@@ -99,23 +99,6 @@ describe("legacy reclaim: agent workspaces (workspace-<id>)", () => {
 });
 
 describe("legacy reclaim: sandbox workspaces", () => {
-  async function sandboxState(): Promise<{ fx: OpenClawFixture; agentWs: string; dirs: Record<string, string> }> {
-    const fx = await tempOpenClaw();
-    await writeConfig(fx, `{ agents: { defaults: { sandbox: { mode: "non-main", scope: "session" } }, entries: { main: {} } } }`);
-    const agentWs = path.join(fx.stateDir, "workspace");
-    await seedWorkspace(fx, agentWs);
-    const dirs: Record<string, string> = {};
-    for (const key of ["agent:main:alive", "agent:main:gone", "agent:main:tomb", "agent:main:old"]) {
-      dirs[key] = await seedWorkspace(fx, path.join(fx.stateDir, "sandboxes", sandboxNameFor(key, agentWs)));
-    }
-    await addSessions(fx, "main", [
-      { key: "agent:main:alive" },
-      { key: "agent:main:tomb", valid: -1 },
-      { key: "agent:main:old", updatedAt: Date.now() - 40 * 86_400_000 },
-    ]);
-    return { fx, agentWs, dirs };
-  }
-
   it("reclaims exactly the sandboxes whose session is gone (deleted or tombstoned), computed forward from the store", async () => {
     const { fx, dirs } = await sandboxState();
     const result = await scan(fx);

@@ -7,7 +7,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MockModel, startMockModel } from "./mock-model.ts";
-import { type OpenClawRoot, chatOn, hashFiles, ocgw, openClawRoot, report, startOpenClaw } from "./openclaw-harness.ts";
+import { type OpenClawRoot, chatOn, hashFiles, ocgw, openClawRoot, report, sandboxDirs, sandboxPerKey, startOpenClaw } from "./openclaw-harness.ts";
 
 interface Entry {
   path: string;
@@ -35,23 +35,6 @@ const paths = (entries: readonly Entry[] | undefined): string[] => (entries ?? [
 /** The hashes of `before` minus everything at or below the removed directories. */
 function without(before: Map<string, string>, removed: readonly string[]): Map<string, string> {
   return new Map([...before].filter(([file]) => !removed.some((dir) => file === `${dir}/` || file.startsWith(`${dir}/`))));
-}
-
-async function sandboxDirs(oc: OpenClawRoot): Promise<string[]> {
-  return (await fs.readdir(path.join(oc.stateDir, "sandboxes")).catch(() => [] as string[])).map((name) => path.join(oc.stateDir, "sandboxes", name)).sort();
-}
-
-/** Which directory each key's first message made, seen by watching the sandboxes dir (not computed by the code under test). */
-async function sandboxPerKey(oc: OpenClawRoot, send: (key: string) => Promise<void>, keys: readonly string[]): Promise<Map<string, string>> {
-  const byKey = new Map<string, string>();
-  for (const key of keys) {
-    const before = new Set(await sandboxDirs(oc));
-    await send(key);
-    const made = (await sandboxDirs(oc)).filter((dir) => !before.has(dir));
-    expect(made, `the one sandbox workspace made for ${key}`).toHaveLength(1);
-    byKey.set(key, made[0] as string);
-  }
-  return byKey;
 }
 
 describe("per-session sandbox workspaces of a real OpenClaw 2026.9.6", () => {

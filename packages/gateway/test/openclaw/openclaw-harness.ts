@@ -11,7 +11,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { onTestFinished } from "vitest";
+import { expect, onTestFinished } from "vitest";
 import { type GatewayClient, connectGateway } from "../../src/index.ts";
 import { OPENCLAW_PACKAGE } from "./install.ts";
 import { MOCK_MODEL_ID } from "./mock-model.ts";
@@ -72,8 +72,8 @@ async function removeLifecycleLocks(root: string): Promise<void> {
   }
 }
 
-/** openclaw.json: loopback, token auth, the mock model, heartbeat off, plus the test's `agents` block. */
-export function openClawConfig(oc: OpenClawRoot, port: number, token: string, modelBaseUrl: string, agents: Record<string, unknown>): Record<string, unknown> {
+/** openclaw.json: loopback, token auth, the mock model, heartbeat off, plus the test's `agents` block and any other top-level blocks (`plugins`). */
+export function openClawConfig(oc: OpenClawRoot, port: number, token: string, modelBaseUrl: string, agents: Record<string, unknown>, extra: Record<string, unknown> = {}): Record<string, unknown> {
   const defaults = (agents["defaults"] ?? {}) as Record<string, unknown>;
   return {
     gateway: { mode: "local", bind: "loopback", port, auth: { mode: "token", token } },
@@ -94,6 +94,7 @@ export function openClawConfig(oc: OpenClawRoot, port: number, token: string, mo
       },
     },
     agents: { ...agents, defaults: { model: { primary: `mock/${MOCK_MODEL_ID}` }, heartbeat: { every: "0m" }, ...defaults } },
+    ...extra,
   };
 }
 
@@ -132,11 +133,14 @@ async function waitReady(child: ChildProcess, output: () => string, url: string,
   throw new Error(`openclaw was not ready within ${READY_MS / 1000} s:\n${output().slice(-4000)}`);
 }
 
-/** Writes openclaw.json and starts `openclaw gateway run` in the root; resolves once a client is connected. Stopped when the test ends (or by `defer`). */
-export async function startOpenClaw(oc: OpenClawRoot, modelBaseUrl: string, agents: Record<string, unknown>, defer: Defer = onTestFinished): Promise<RunningOpenClaw> {
+/**
+ * Writes openclaw.json (with `extra` top-level blocks, such as `plugins`) and starts `openclaw
+ * gateway run` in the root; resolves once a client is connected. Stopped when the test ends (or by `defer`).
+ */
+export async function startOpenClaw(oc: OpenClawRoot, modelBaseUrl: string, agents: Record<string, unknown>, defer: Defer = onTestFinished, extra: Record<string, unknown> = {}): Promise<RunningOpenClaw> {
   const port = await freePort();
   const token = randomBytes(24).toString("hex");
-  await fs.writeFile(oc.configPath, `${JSON.stringify(openClawConfig(oc, port, token, modelBaseUrl, agents), null, 2)}\n`);
+  await fs.writeFile(oc.configPath, `${JSON.stringify(openClawConfig(oc, port, token, modelBaseUrl, agents, extra), null, 2)}\n`);
   const child = spawn(process.execPath, [path.join(OPENCLAW_PACKAGE, "openclaw.mjs"), "gateway", "run"], { cwd: oc.root, env: oc.env, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -166,6 +170,24 @@ export async function chatOn(client: GatewayClient, keys: readonly string[]): Pr
     runs.push(runId);
   }
   for (const runId of runs) await client.call("agent.wait", { runId, timeoutMs: 120_000 }, { timeoutMs: 130_000 });
+}
+
+/** The entries of `<stateDir>/sandboxes`, as full paths, sorted. */
+export async function sandboxDirs(oc: OpenClawRoot): Promise<string[]> {
+  return (await fs.readdir(path.join(oc.stateDir, "sandboxes")).catch(() => [] as string[])).map((name) => path.join(oc.stateDir, "sandboxes", name)).sort();
+}
+
+/** Which directory each key's first message made, seen by watching the sandboxes dir (not computed by the code under test). */
+export async function sandboxPerKey(oc: OpenClawRoot, send: (key: string) => Promise<void>, keys: readonly string[]): Promise<Map<string, string>> {
+  const byKey = new Map<string, string>();
+  for (const key of keys) {
+    const before = new Set(await sandboxDirs(oc));
+    await send(key);
+    const made = (await sandboxDirs(oc)).filter((dir) => !before.has(dir));
+    expect(made, `the one sandbox workspace made for ${key}`).toHaveLength(1);
+    byKey.set(key, made[0] as string);
+  }
+  return byKey;
 }
 
 /** sha256 of every file below `dir` (a link by its target), by path: the state dir before and after. */
