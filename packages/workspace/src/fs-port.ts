@@ -1,5 +1,6 @@
 import nodeFs from "node:fs";
 import * as nodeFsPromises from "node:fs/promises";
+import type * as TmpPromise from "tmp-promise";
 
 /**
  * The file-system surface @ocgw/workspace uses. Production code gets {@link nodeFsPort}; fault and
@@ -26,6 +27,22 @@ export type FsPromises = Pick<
 /** What proper-lockfile calls on its `fs` option. */
 export type LockFs = Pick<typeof nodeFs, "mkdir" | "stat" | "utimes" | "rmdir" | "realpath" | "lstat">;
 
+let tmpPromise: Promise<typeof TmpPromise> | undefined;
+
+/**
+ * tmp-promise, loaded on the first lease and kept, not with this module: at load it takes the
+ * realpath of $TMPDIR, which throws when $TMPDIR names a missing directory, and every `ocgw`
+ * command (`--version` too) died with that stack trace before it could say anything. A failed
+ * load is not kept, so the next lease tries again.
+ */
+function loadTmpPromise(): Promise<typeof TmpPromise> {
+  tmpPromise ??= import("tmp-promise").catch((error: unknown) => {
+    tmpPromise = undefined;
+    throw error;
+  });
+  return tmpPromise;
+}
+
 export const nodeFsPort: FsPort = {
   promises: nodeFsPromises,
   lockFs: nodeFs,
@@ -33,10 +50,7 @@ export const nodeFsPort: FsPort = {
   async createLeaseDir(root, name) {
     // `name` is ours (slug + hash + randomness, never a raw key) and tmp ≥ 0.2.7 confines it to
     // `tmpdir`; `keep` because release and the collector own removal, not tmp's exit hook.
-    // tmp-promise loads on the first lease, not with this module: at load it takes the realpath of
-    // $TMPDIR, which throws when $TMPDIR names a missing directory, and every `ocgw` command
-    // (`--version` too) died with that stack trace before it could say anything.
-    const { dir } = await import("tmp-promise");
+    const { dir } = await loadTmpPromise();
     await dir({ tmpdir: root, name, mode: 0o700, keep: true });
   },
 };

@@ -12,6 +12,7 @@ import type { Connection, Peer } from "./peer.ts";
 import { hasScope, isScope } from "./scopes.ts";
 import type { Scope } from "./scopes.ts";
 import type { Sender } from "./sender.ts";
+import { isThenable } from "../util/guards.ts";
 
 export interface MethodContext {
   conn: Connection;
@@ -145,10 +146,6 @@ function run(deps: DispatchDeps, peer: Peer, conn: Connection, spec: MethodTable
     return undefined;
   }
   return Promise.resolve(result).then(succeed, fail);
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
 }
 
 /** Lookup, scope, params (in that order), then {@link run}; synchronous up to the handler. */

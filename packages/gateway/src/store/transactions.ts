@@ -10,6 +10,7 @@
  * durable before a side effect (a ledger row before its directory) is never held back by one.
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { isThenable } from "../util/guards.ts";
 
 export interface Transactions {
   /** Commits made so far: each write outside a transaction or group, each transaction, each group. */
@@ -28,10 +29,6 @@ export interface Transactions {
 interface Waiting {
   committed: () => void;
   abandoned?: ((error: unknown) => void) | undefined;
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
 }
 
 export function createTransactions(db: DatabaseSync, log: (line: string) => void = () => undefined): Transactions {
