@@ -88,8 +88,11 @@ function providerFor(providers: WorkspaceProviders, mode: WorkspaceMode): Worksp
 
 /**
  * Owns the one rule of this project: a session's workspace is released exactly once, whichever
- * way the session ends. Every lease is written to the ledger before its directory exists, and
- * every release goes: kill the session's processes → provider.release → ledger row released.
+ * way the session ends. Every lease is written to the ledger (and committed) before its directory
+ * exists, and every release goes: kill the session's processes → provider.release → ledger row
+ * released. The later transitions (live, releasing, released) are deferred writes: they ride on
+ * the next commit, so a one-shot session costs three commits, and one a crash loses leaves a row
+ * open that the collector closes once this instance is dead.
  *
  * Ordering: a session's acquires and releases go through one FIFO queue, so a release waits only
  * for what was asked before it (an acquire in flight finishes, and its lease is what is released)
@@ -148,7 +151,8 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
           store.recordLease({ leaseId: planned.leaseId, sessionKey, kind: provider.kind, mode, path: planned.path, instanceId: options.instanceId, createdAt: Date.now() });
         },
       });
-      store.markLeaseLive(lease.leaseId, { path: lease.path, dev: lease.identity?.dev ?? null, ino: lease.identity?.ino ?? null });
+      // Deferred (rides on the run's next commit): if a crash loses it, the `acquiring` row's path is the proof.
+      store.deferred(() => store.markLeaseLive(lease.leaseId, { path: lease.path, dev: lease.identity?.dev ?? null, ino: lease.identity?.ino ?? null }));
       slot.lease = lease;
       slot.mode = mode;
       leases.set(sessionKey, lease);
@@ -174,13 +178,14 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
       return;
     }
     failed.delete(lease.leaseId);
-    store.markLeaseReleased(lease.leaseId, { releasedAt: Date.now(), reason, outcome: result.outcome, error: result.error?.message ?? null });
+    // Deferred: a row a crash leaves open is closed by the collector (the directory is gone: outcome `gone`).
+    store.deferred(() => store.markLeaseReleased(lease.leaseId, { releasedAt: Date.now(), reason, outcome: result.outcome, error: result.error?.message ?? null }));
     if (result.error !== undefined) options.log?.(`workspace of ${sessionKey}: ${result.outcome}: ${result.error.message}`);
   }
 
   /** The first release of a lease. Runs in the session's queue: the session's processes are then those of the runs that used this lease. */
   async function firstRelease(entry: LeaseRelease): Promise<void> {
-    store.markLeaseReleasing(entry.lease.leaseId);
+    store.deferred(() => store.markLeaseReleasing(entry.lease.leaseId));
     // Nothing may keep writing into a tree that is being unlinked.
     await options.killSessionProcesses(entry.sessionKey).catch((error: unknown) => options.log?.(`kill before release of ${entry.sessionKey} failed: ${String(error)}`));
     await releaseLease(entry);
