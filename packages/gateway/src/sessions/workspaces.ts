@@ -2,6 +2,7 @@ import type { ReleaseReason, WorkspaceLease, WorkspaceProvider } from "@ocgw/wor
 import pLimit from "p-limit";
 import { GatewayError } from "../errors.ts";
 import type { Store, WorkspaceMode } from "../store/index.ts";
+import { createIdleTimers } from "./idle-timers.ts";
 import { type SerialQueue, createSerialQueue } from "./serial-queue.ts";
 
 export interface WorkspaceProviders {
@@ -38,9 +39,11 @@ export const RELEASE_CONCURRENCY = 32;
 interface Slot {
   lease: WorkspaceLease | undefined;
   mode: WorkspaceMode;
-  /** The session's acquires and releases, one at a time, in the order they were asked for. */
-  queue: SerialQueue;
-  idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * The session's acquires and releases, one at a time, in the order they were asked for. Made
+   * when a task is queued and dropped when the last one has settled: an idle session holds none.
+   */
+  queue: SerialQueue | undefined;
   /** Bumped by every acquire and busy(): an idle release that fired earlier is then void. */
   activity: number;
 }
@@ -109,23 +112,38 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
   /** Idle timers of sessions born in one burst fire together: their releases share this bound. */
   const idleLimit = pLimit(RELEASE_CONCURRENCY);
 
+  /** Every session's idle release on one timer (idleTtlMs is one value for all). */
+  const idleTimers = createIdleTimers(options.idleTtlMs, (sessionKey) => {
+    const slot = slots.get(sessionKey);
+    if (slot === undefined) return;
+    const activity = slot.activity;
+    // A run that started after the timer fired, while this release waited for its turn, keeps the lease.
+    void idleLimit(() => (slot.activity === activity ? release(sessionKey, "idle") : undefined));
+  });
+
   function slotFor(sessionKey: string, mode: WorkspaceMode): Slot {
     let slot = slots.get(sessionKey);
     if (slot === undefined) {
-      const created: Slot = { lease: undefined, mode, queue: createSerialQueue(() => forgetIfUnused(sessionKey, created)), idleTimer: undefined, activity: 0 };
-      slots.set(sessionKey, created);
-      slot = created;
+      slot = { lease: undefined, mode, queue: undefined, activity: 0 };
+      slots.set(sessionKey, slot);
     }
     return slot;
   }
 
-  function forgetIfUnused(sessionKey: string, slot: Slot): void {
-    if (slot.lease === undefined && slot.idleTimer === undefined && slot.queue.size === 0 && slots.get(sessionKey) === slot) slots.delete(sessionKey);
+  /** The session's queue, made on first use and dropped (with the slot, if nothing else holds it) once drained. */
+  function queueOf(sessionKey: string, slot: Slot): SerialQueue {
+    if (slot.queue === undefined) {
+      const queue = createSerialQueue(() => {
+        if (slot.queue === queue) slot.queue = undefined;
+        forgetIfUnused(sessionKey, slot);
+      });
+      slot.queue = queue;
+    }
+    return slot.queue;
   }
 
-  function cancelIdle(slot: Slot): void {
-    if (slot.idleTimer !== undefined) clearTimeout(slot.idleTimer);
-    slot.idleTimer = undefined;
+  function forgetIfUnused(sessionKey: string, slot: Slot): void {
+    if (slot.lease === undefined && !idleTimers.has(sessionKey) && slot.queue === undefined && slots.get(sessionKey) === slot) slots.delete(sessionKey);
   }
 
   /** Kept per-session directories are never removed: a session that has none yet may make one only below the bound. */
@@ -209,8 +227,8 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
   function release(sessionKey: string, reason: ReleaseReason): Promise<void> {
     const slot = slots.get(sessionKey);
     if (slot === undefined) return Promise.resolve();
-    cancelIdle(slot);
-    return slot.queue.push(async () => {
+    idleTimers.cancel(sessionKey);
+    return queueOf(sessionKey, slot).push(async () => {
       const lease = slot.lease;
       if (lease === undefined) return;
       slot.lease = undefined;
@@ -219,24 +237,14 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
     });
   }
 
-  function idleRelease(sessionKey: string, slot: Slot): void {
-    const activity = slot.activity;
-    slot.idleTimer = setTimeout(() => {
-      slot.idleTimer = undefined;
-      // A run that started after the timer fired, while this release waited for its turn, keeps the lease.
-      void idleLimit(() => (slot.activity === activity ? release(sessionKey, "idle") : undefined));
-    }, options.idleTtlMs);
-    slot.idleTimer.unref();
-  }
-
   return {
     acquire(sessionKey, agentId, mode, signal) {
       const slot = slotFor(sessionKey, mode);
-      cancelIdle(slot);
+      idleTimers.cancel(sessionKey);
       slot.activity += 1;
       // Nothing queued: no release is pending on the lease held now.
-      if (slot.lease !== undefined && slot.queue.size === 0) return Promise.resolve(slot.lease);
-      return slot.queue.push(() => (slot.lease === undefined ? doAcquire(sessionKey, agentId, mode, slot) : Promise.resolve(slot.lease)), signal);
+      if (slot.lease !== undefined && slot.queue === undefined) return Promise.resolve(slot.lease);
+      return queueOf(sessionKey, slot).push(() => (slot.lease === undefined ? doAcquire(sessionKey, agentId, mode, slot) : Promise.resolve(slot.lease)), signal);
     },
     current(sessionKey) {
       return slots.get(sessionKey)?.lease;
@@ -246,14 +254,13 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
       const slot = slots.get(sessionKey);
       if (slot === undefined || slot.lease === undefined) return Promise.resolve();
       if (options.idleTtlMs === 0) return release(sessionKey, "run-end");
-      cancelIdle(slot);
-      idleRelease(sessionKey, slot);
+      idleTimers.arm(sessionKey);
       return Promise.resolve();
     },
     busy(sessionKey) {
       const slot = slots.get(sessionKey);
       if (slot === undefined) return;
-      cancelIdle(slot);
+      idleTimers.cancel(sessionKey);
       slot.activity += 1;
     },
     async releaseAll(reason, timeoutMs) {
