@@ -453,6 +453,11 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
       return tx.deferred(fn);
     },
 
+    later(write, onAbandon) {
+      assertOpen();
+      tx.later(write, onAbandon);
+    },
+
     onCommit(callback, onAbandon) {
       tx.onCommit(callback, onAbandon);
     },

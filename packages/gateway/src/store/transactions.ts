@@ -12,6 +12,11 @@
  *   dead instance's rows from what is on disk). They ride on whatever commits next: a group, a
  *   transaction, a write. Reads on this connection see them at once; reads do not commit them.
  *
+ * An admission's writes may also wait for the group's COMMIT (`later(write)`): they run, each in
+ * its own SAVEPOINT, right before it, so the acks of a burst are written before any of its
+ * INSERTs. Until then only the caller knows of them (the run manager and the admission keep what
+ * they admitted in memory); anything else that uses the store applies and commits them first.
+ *
  * A transaction or a write outside a transaction joins the open one (in a SAVEPOINT) and commits
  * everything at once, so a write that must be durable before a side effect (a ledger row before
  * its directory) is never held back, and costs one commit, not two.
@@ -32,9 +37,15 @@ export interface Transactions {
   transaction<T>(fn: () => T): T;
   group<T>(fn: () => T): T;
   deferred<T>(fn: () => T): T;
+  later(write: () => void, onAbandon: (error: unknown) => void): void;
   onCommit(callback: () => void, onAbandon?: (error: unknown) => void): void;
   /** Commits what is open now (a group, deferred writes), if anything. */
   flush(): void;
+}
+
+interface Queued {
+  write: () => void;
+  onAbandon: (error: unknown) => void;
 }
 
 interface Waiting {
@@ -62,6 +73,8 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
   let generation = 0;
   let deferTimer: ReturnType<typeof setTimeout> | undefined;
   let waiting: Waiting[] = [];
+  /** Admission writes queued for the open group's COMMIT, in the order they were queued. */
+  let queued: Queued[] = [];
 
   function settle(error: unknown): void {
     const list = waiting;
@@ -72,18 +85,38 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
     }
   }
 
+  /** Runs the queued admission writes, each in its SAVEPOINT; one that throws is undone and abandoned alone. */
+  function applyQueued(error?: unknown): void {
+    const list = queued;
+    queued = [];
+    for (const entry of list) {
+      if (error !== undefined) {
+        entry.onAbandon(error);
+        continue;
+      }
+      try {
+        inSavepoint(entry.write);
+      } catch (thrown) {
+        entry.onAbandon(thrown);
+      }
+    }
+  }
+
   /** Commits the open transaction; returns the error when the COMMIT failed (everything in it is then rolled back). */
   function commitOpen(): unknown {
     if (open === undefined) return undefined;
     const kind = open;
-    open = undefined;
     clearTimeout(deferTimer);
     deferTimer = undefined;
     if (!db.isOpen) {
+      open = undefined;
       const error = new Error("the database was closed before the open transaction committed");
+      applyQueued(error);
       settle(error);
       return error;
     }
+    applyQueued();
+    open = undefined;
     try {
       stmt.commit.run();
       commits += 1;
@@ -207,6 +240,19 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
       if (depth > 0) return fn();
       openAs("deferred");
       return inSavepoint(fn);
+    },
+    later(write, onAbandon) {
+      if (depth > 0 && open === undefined) {
+        // Inside a plain transaction: its COMMIT is the next one.
+        try {
+          inSavepoint(write);
+        } catch (error) {
+          onAbandon(error);
+        }
+        return;
+      }
+      openAs("group");
+      queued.push({ write, onAbandon });
     },
     onCommit(callback, onAbandon) {
       if (depth === 0 && open === undefined) callback();

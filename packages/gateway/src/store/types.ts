@@ -289,6 +289,15 @@ export interface Store {
    */
   deferred<T>(fn: () => T): T;
   /**
+   * Queues `write` to run in the admission group right before its COMMIT (end of the macrotask), in
+   * a SAVEPOINT of its own; `onAbandon` runs instead, with the error, if `write` throws or the
+   * database is closed first (a failed COMMIT abandons the `onCommit` callbacks `write` registered).
+   * Until then nothing else sees its writes: any other use of the store applies and commits them
+   * first. So the acks of a burst of admissions go out before any of their INSERTs run. Inside a
+   * plain transaction, `write` just runs.
+   */
+  later(write: () => void, onAbandon: (error: unknown) => void): void;
+  /**
    * Runs `callback` once what was written so far is committed: at once outside a transaction or
    * group, after the outermost COMMIT inside one. If that COMMIT fails, `onAbandon` runs instead
    * (with the error) when given; if the body throws, neither does (its caller has the error). For news of a write (a
