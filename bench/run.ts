@@ -33,7 +33,7 @@ const SECTIONS: readonly { name: string; title: string; run: (ctx: SectionContex
   { name: "memory", title: "4. gateway RSS, idle and with live sessions", run: memorySection, env: MEMORY_ENV },
   { name: "collector", title: "5. collector: orphans reclaimed vs rm -rf, and acks during a start-up sweep", run: collectorSection, env: COLLECTOR_ENV },
   { name: "security", title: "6. pre-auth flood and token compare", run: securitySection, env: SECURITY_ENV },
-  { name: "scale", title: "7. 100,000 live sessions in one gateway", run: scaleSection, env: SCALE_ENV },
+  { name: "scale", title: "9. 100,000 live sessions in one gateway", run: scaleSection, env: SCALE_ENV },
 ];
 
 const only = (process.env.BENCH_ONLY ?? "")

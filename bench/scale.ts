@@ -1,5 +1,5 @@
 /**
- * Measure 7: one gateway with BENCH_LIVE live implicit sessions (default 100,000; idleTtlMs 1 h,
+ * Measure 9: one gateway with BENCH_LIVE live implicit sessions (default 100,000; idleTtlMs 1 h,
  * so every ephemeral workspace stays on disk): its RSS and the growth per live session, paced
  * `chat.send` acks while they are all live, and a graceful SIGINT (bounded to 10 s): what it leaves
  * is reclaimed by the next start's collector, measured too.
