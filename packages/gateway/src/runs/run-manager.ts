@@ -103,6 +103,8 @@ interface Run extends RunHandle {
   readonly controller: AbortController;
   readonly acked: Promise<void>;
   readonly newSession: boolean;
+  /** Settles once the run's record is committed (rejects when it could not be). */
+  readonly recorded: Promise<undefined>;
   resolve(result: RunResult): void;
   seq: number;
 }
@@ -175,6 +177,15 @@ export function createRunManager(options: RunManagerOptions): RunManager {
   async function execute(run: Run): Promise<void> {
     // No event of a run before the reply that acknowledged it (a queued run's has long been written).
     await run.acked;
+    // Nor before its record is committed: a run whose record rolled back never runs.
+    const unrecorded = await run.recorded.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    if (unrecorded !== undefined) {
+      abandon(run, unrecorded);
+      return;
+    }
     const startedAt = Date.now();
     lifecycle.busy(run.sessionKey);
     emitAgent(run, "lifecycle", { phase: "start", startedAt });
@@ -234,12 +245,9 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     } catch (error) {
       options.log?.(`recording the end of run ${run.runId} failed: ${String(error)}`);
     }
-    const lane = lanes.get(run.sessionKey);
-    const next = lane?.waiting.shift();
-    if (lane !== undefined) lane.running = next;
+    const next = nextInLane(run);
     // A one-shot caller (idleTtlMs 0) sees its final event only once the workspace is gone.
     if (next === undefined) {
-      lanes.delete(run.sessionKey);
       await lifecycle.idle(run.sessionKey).catch((error: unknown) => options.log?.(`idle release of ${run.sessionKey} failed: ${String(error)}`));
     }
     if (outcome.status === "ok") {
@@ -259,15 +267,25 @@ export function createRunManager(options: RunManagerOptions): RunManager {
   }
 
   /** A run acknowledged as started whose record could not be committed: it ends in error, unrun. */
+  /** Hands the session's lane to its next run (returned, not started), or removes it. */
+  function nextInLane(run: Run): Run | undefined {
+    const lane = lanes.get(run.sessionKey);
+    const next = lane?.waiting.shift();
+    if (lane !== undefined) lane.running = next;
+    if (next === undefined) lanes.delete(run.sessionKey);
+    return next;
+  }
+
+  /** A run acknowledged as started whose record could not be committed: it ends in error, unrun, and its lane goes on. */
   function abandon(run: Run, error: unknown): void {
-    runs.delete(run.runId);
     const at = Date.now();
     const message = `the run could not be recorded: ${error instanceof Error ? error.message : String(error)}`;
-    void run.acked.then(() => {
-      emitAgent(run, "lifecycle", { phase: "error", error: message, startedAt: at, endedAt: at, aborted: false });
-      emitChat(run, "error", { errorMessage: message, errorKind: "unknown", errorCode: "STORE_UNAVAILABLE" });
-      run.resolve({ runId: run.runId, sessionKey: run.sessionKey, status: "error", text: "", errorMessage: message, startedAt: at, endedAt: at, stopReason: "error" });
-    });
+    emitAgent(run, "lifecycle", { phase: "error", error: message, startedAt: at, endedAt: at, aborted: false });
+    emitChat(run, "error", { errorMessage: message, errorKind: "unknown", errorCode: "STORE_UNAVAILABLE" });
+    const next = nextInLane(run);
+    runs.delete(run.runId);
+    run.resolve({ runId: run.runId, sessionKey: run.sessionKey, status: "error", text: "", errorMessage: message, startedAt: at, endedAt: at, stopReason: "error" });
+    if (next !== undefined) void execute(next);
   }
 
   /** The run's record, its user message, its session's times: written in the admission group. */
@@ -285,7 +303,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     if (!run.newSession) store.patchSession(run.sessionKey, { updatedAt: at, lastInteractionAt: at });
   }
 
-  /** Starts an admitted run whose record is committed, or queues it behind its session's running one. */
+  /** Starts an admitted run (it waits for its ack and its record), or queues it behind its session's running one. */
   function enqueue(run: Run): void {
     const lane = lanes.get(run.sessionKey);
     if (lane === undefined) {
@@ -320,6 +338,9 @@ export function createRunManager(options: RunManagerOptions): RunManager {
       const acceptedAt = Date.now();
       let resolve!: (result: RunResult) => void;
       const done = new Promise<RunResult>((r) => (resolve = r));
+      const recorded = Promise.withResolvers<undefined>();
+      // Handled: a queued run looks at it only when its turn comes, maybe long after it settled.
+      recorded.promise.catch(() => undefined);
       const run: Run = {
         runId: input.runId,
         kind: input.kind,
@@ -337,24 +358,23 @@ export function createRunManager(options: RunManagerOptions): RunManager {
         // Never rejects: a run whose ack could not be written still runs (it is admitted and recorded).
         acked: input.acked.catch(() => undefined),
         newSession: input.newSession === true,
+        recorded: recorded.promise,
         acceptedAt,
         done,
         resolve,
         seq: 0,
       };
-      // Known from here on (a replay of its runId is in_flight); recorded right before the
-      // admission group commits, after the acks of the whole read (store.later).
+      // In its lane from here on (a replay of its runId is in_flight, chat.abort reaches it); its
+      // record is written right before the admission group commits, after the acks of the whole
+      // read (store.later), and it runs once that commit is made.
       runs.set(run.runId, run);
+      enqueue(run);
       store.later(
         () => {
           recordRun(run);
-          // Queued once its record is committed: a run whose record rolled back never runs.
-          store.onCommit(
-            () => enqueue(run),
-            (error) => abandon(run, error),
-          );
+          store.onCommit(() => recorded.resolve(undefined), recorded.reject);
         },
-        (error) => abandon(run, error),
+        recorded.reject,
       );
       return { state: "started", run };
     },

@@ -82,6 +82,19 @@ describe("admission written at the group's commit", () => {
     expect(client.received.filter(isEnd("r-dup"))).toHaveLength(1);
   });
 
+  it("regression: a chat.abort in the same read as its chat.send (before the admission commits) aborts the run", async () => {
+    const t = await startTestGateway({ idleTtlMs: 0 });
+    const client = await connect(t.url);
+    burst(client.ws, [
+      send("a", { sessionKey: "stop", message: "/echo:sleep 30000 never", idempotencyKey: "r-stop" }),
+      { type: "req", id: "abort", method: "chat.abort", params: { sessionKey: "stop", runId: "r-stop" } },
+    ]);
+    expect((await reply(client, "a")).payload).toEqual({ runId: "r-stop", status: "started" });
+    expect((await reply(client, "abort")).payload).toMatchObject({ ok: true, aborted: true, runIds: ["r-stop"] });
+    const end = await client.next(isEnd("r-stop"), 5000);
+    expect((end.payload as { state: string }).state).toBe("aborted");
+  });
+
   it("a read of the store later in the same read sees the admitted session (sessions.list after chat.send)", async () => {
     const t = await startTestGateway({ idleTtlMs: 0 });
     const client = await connect(t.url);
