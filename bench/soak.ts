@@ -79,6 +79,18 @@ async function oneSession(client: BenchClient, i: number, tally: Tally, acks: nu
   tally.byKind[kind] += 1;
 }
 
+/** The kind a session key (`agent:main:soak-<i>`) was sent as. */
+function kindOfKey(key: string): Kind | undefined {
+  const i = Number(/soak-(\d+)$/.exec(key)?.[1]);
+  return Number.isInteger(i) ? KINDS[i % KINDS.length] : undefined;
+}
+
+function summarizeKinds(keys: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const key of keys) counts.set(String(kindOfKey(key)), (counts.get(String(kindOfKey(key))) ?? 0) + 1);
+  return counts.size === 0 ? "none" : [...counts].map(([kind, n]) => `${n} ${kind}`).join(", ");
+}
+
 interface LedgerCheck {
   rows: number;
   distinctSessions: number;
@@ -86,6 +98,8 @@ interface LedgerCheck {
   byOutcome: Record<string, number>;
   sessions: number;
   runs: Record<string, number>;
+  /** Session keys with no lease row: runs aborted before they acquired a workspace. */
+  withoutLease: string[];
 }
 
 function readLedger(file: string): LedgerCheck {
@@ -101,6 +115,7 @@ function readLedger(file: string): LedgerCheck {
       byOutcome: groups("SELECT outcome AS k, count(*) AS n FROM leases GROUP BY outcome"),
       sessions: count("SELECT count(*) AS n FROM sessions"),
       runs: groups("SELECT status AS k, count(*) AS n FROM runs GROUP BY status"),
+      withoutLease: (db.prepare("SELECT session_key AS k FROM sessions WHERE session_key NOT IN (SELECT session_key FROM leases)").all() as { k: string }[]).map((row) => row.k),
     };
   } finally {
     db.close();
@@ -187,9 +202,15 @@ try {
       detail: `${root.leases} lease dirs, ${root.trash} trash, ${root.other.length} other; bookkeeping: ${root.bookkeeping.join(", ") || "none"}`,
     },
     {
-      name: "ledger: one row per session that acquired, every row released",
-      ok: ledger.rows === tally.started && ledger.distinctSessions === tally.started && (ledger.byState.released ?? 0) === ledger.rows && ledger.sessions === tally.started,
-      detail: `${ledger.rows} rows for ${ledger.distinctSessions} sessions (${tally.started} started, ${ledger.sessions} session rows); states ${JSON.stringify(ledger.byState)}; outcomes ${JSON.stringify(ledger.byOutcome)}`,
+      // A run aborted before its turn to acquire makes no workspace, so its session has no lease row.
+      name: "ledger: one row per session that acquired (all but runs aborted first), every row released",
+      ok:
+        ledger.rows === ledger.distinctSessions &&
+        ledger.rows + ledger.withoutLease.length === tally.started &&
+        ledger.withoutLease.every((key) => kindOfKey(key) === "abort") &&
+        (ledger.byState.released ?? 0) === ledger.rows &&
+        ledger.sessions === tally.started,
+      detail: `${ledger.rows} rows for ${ledger.distinctSessions} sessions (${tally.started} started, ${ledger.sessions} session rows, ${ledger.withoutLease.length} without a lease: ${summarizeKinds(ledger.withoutLease)}); states ${JSON.stringify(ledger.byState)}; outcomes ${JSON.stringify(ledger.byOutcome)}`,
     },
     {
       name: `RSS slope after warm-up ≤ ${SLOPE_MAX_KB} KB per 1,000 sessions`,
