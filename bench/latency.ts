@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { chatSend, connectClient } from "./lib/client.ts";
 import type { SectionContext } from "./lib/context.ts";
 import { startGatewayChild } from "./lib/gateway-child.ts";
+import { pacedSends } from "./lib/load.ts";
 import { statRow, valueRow } from "./lib/report.ts";
 import { envInt, sleep, stats } from "./lib/stats.ts";
 import { ephemeralFloor } from "./modes.ts";
@@ -61,21 +62,9 @@ export async function latencySection(ctx: SectionContext): Promise<void> {
         const sent = await chatSend(client, { sessionKey: `warm-${i}`, message: "hello", idempotencyKey: `warm-${i}` });
         if (sent.ack.ok) await sent.end;
       }
-      const pacedAck: number[] = [];
-      const sendToFinal: number[] = [];
-      let refused = 0;
       const commitsBefore = await storeCommits(client);
-      for (let i = 0; i < paced; i++) {
-        const sent = await chatSend(client, { sessionKey: `paced-${i}`, message: "hello there", idempotencyKey: `paced-${i}` });
-        if (!sent.ack.ok) {
-          refused += 1;
-          continue;
-        }
-        pacedAck.push(sent.ack.at - sent.t0);
-        const end = await sent.end;
-        if (end.state === "final") sendToFinal.push(end.at - sent.t0);
-        await sleep(2);
-      }
+      const { ack: pacedAck, final: sendToFinal, refused: pacedRefused } = await pacedSends(client, { count: paced, prefix: "paced" });
+      let refused = pacedRefused;
       const commitsPerSession = ((await storeCommits(client)) - commitsBefore) / Math.max(1, paced - refused);
       await sleep(100);
       const burstSends = [];

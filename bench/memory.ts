@@ -4,8 +4,9 @@
  * graceful SIGINT that must release them all and leave the root without a lease or trash entry.
  */
 import * as path from "node:path";
-import { chatSend, connectClient, type Sent } from "./lib/client.ts";
+import { connectClient } from "./lib/client.ts";
 import type { SectionContext } from "./lib/context.ts";
+import { fillLiveSessions } from "./lib/load.ts";
 import { rootEntries } from "./lib/fs-usage.ts";
 import { startGatewayChild } from "./lib/gateway-child.ts";
 import { sampleRss } from "./lib/processes.ts";
@@ -52,28 +53,10 @@ export async function memorySection(ctx: SectionContext): Promise<void> {
     const idleKb = await sampleRss(gateway.pid);
     ctx.log(`  idle RSS ${(idleKb / MB).toFixed(1)} MB; filling ${sessions} live sessions`);
     const client = await connectClient(gateway.url, gateway.token);
-    const fillStarted = performance.now();
-    let finals = 0;
-    let failed = 0;
     try {
-      for (let start = 0; start < sessions && performance.now() < deadline; start += batch) {
-        const sends: Promise<Sent>[] = [];
-        for (let i = start; i < Math.min(sessions, start + batch); i++) {
-          sends.push(chatSend(client, { sessionKey: `live-${i}`, message: "hello there", idempotencyKey: `live-${i}` }, 120_000));
-        }
-        for (const sent of await Promise.all(sends)) {
-          if (!sent.ack.ok) {
-            failed += 1;
-            continue;
-          }
-          const end = await sent.end;
-          if (end.state === "final") finals += 1;
-          else failed += 1;
-        }
-      }
+      const { finals, failed, ms: fillMs } = await fillLiveSessions(client, { count: sessions, batch, deadline, prefix: "live" });
       const health = await client.request("health", {});
       const live = (health.payload as { workspaces?: { live?: number } } | undefined)?.workspaces?.live;
-      const fillMs = performance.now() - fillStarted;
       await sleep(1000);
       const loadedKb = await sampleRss(gateway.pid);
       const peakKb = (await gateway.rss()).peakKb;

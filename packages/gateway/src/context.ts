@@ -17,6 +17,11 @@ export interface GatewayContext {
   readonly ephemeralRoot: string;
   /** The session row for the key, created if missing (no workspace yet: that comes with the first run). */
   ensureSession(target: CanonicalKey, via: SessionOrigin, mode?: WorkspaceMode): SessionRecord;
+  /**
+   * As ensureSession, inside an admission (`store.group`): a new row is written right before the
+   * group's COMMIT, after the acks of the read (store.later). Call it before `runs.submit`.
+   */
+  admitSession(target: CanonicalKey, via: SessionOrigin, mode?: WorkspaceMode): SessionRecord;
   /** Aborts the session's runs, kills its processes and releases its workspace (exactly once). */
   endSession(sessionKey: string, reason: ReleaseReason): Promise<void>;
   sessionRow(record: SessionRecord): Record<string, unknown>;

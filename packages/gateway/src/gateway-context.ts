@@ -204,28 +204,54 @@ function sessionRow(deps: ContextDeps, record: SessionRecord): Record<string, un
   };
 }
 
-/** The existing row, or a new one (announced through `context.sessionsChanged`); a concurrent insert wins. */
-function ensureSession(deps: ContextDeps, context: GatewayContext, target: CanonicalKey, via: SessionOrigin, mode: WorkspaceMode | undefined): SessionRecord {
-  const { store, config } = deps;
-  const existing = store.getSession(target.key);
-  if (existing !== undefined) return existing;
+function newSession(deps: ContextDeps, target: CanonicalKey, via: SessionOrigin, mode: WorkspaceMode | undefined): SessionRecord {
   const now = Date.now();
-  const record: SessionRecord = {
+  return {
     key: target.key,
     sessionId: randomUUID(),
     agentId: target.agentId,
     label: null,
     createdVia: via,
-    workspaceMode: mode ?? (target.isMain ? "agent" : config.workspace.implicit),
+    workspaceMode: mode ?? (target.isMain ? "agent" : deps.config.workspace.implicit),
     createdAt: now,
     updatedAt: now,
     lastInteractionAt: null,
   };
-  if (store.insertSession(record)) {
-    store.onCommit(() => context.sessionsChanged({ sessionKey: record.key, agentId: record.agentId, sessionId: record.sessionId, reason: "create", session: context.sessionRow(record) }));
-    return record;
-  }
-  return store.getSession(target.key) as SessionRecord;
+}
+
+/** Inserts the row unless the key exists; a new one is announced (`sessions.changed`) once committed. */
+function insertSession(deps: ContextDeps, context: GatewayContext, record: SessionRecord): boolean {
+  if (!deps.store.insertSession(record)) return false;
+  deps.store.onCommit(() => context.sessionsChanged({ sessionKey: record.key, agentId: record.agentId, sessionId: record.sessionId, reason: "create", session: context.sessionRow(record) }));
+  return true;
+}
+
+/** The existing row, or a new one; a concurrent insert wins. */
+function ensureSession(deps: ContextDeps, context: GatewayContext, target: CanonicalKey, via: SessionOrigin, mode: WorkspaceMode | undefined): SessionRecord {
+  const existing = deps.store.getSession(target.key);
+  if (existing !== undefined) return existing;
+  const record = newSession(deps, target, via, mode);
+  return insertSession(deps, context, record) ? record : (deps.store.getSession(target.key) as SessionRecord);
+}
+
+/**
+ * As {@link ensureSession} for an admission: a new row is written with the admission group's
+ * COMMIT (store.later), and kept in `admitting` until then, so a second turn on the key in the
+ * same read finds it.
+ */
+function admitSession(deps: ContextDeps, context: GatewayContext, admitting: Map<string, SessionRecord>, target: CanonicalKey, via: SessionOrigin, mode: WorkspaceMode | undefined): SessionRecord {
+  const known = deps.store.getSession(target.key) ?? admitting.get(target.key);
+  if (known !== undefined) return known;
+  const record = newSession(deps, target, via, mode);
+  admitting.set(record.key, record);
+  deps.store.later(
+    () => {
+      admitting.delete(record.key);
+      insertSession(deps, context, record);
+    },
+    () => admitting.delete(record.key),
+  );
+  return record;
 }
 
 function health(deps: ContextDeps): Record<string, unknown> {
@@ -259,6 +285,8 @@ function status(deps: ContextDeps): Record<string, unknown> {
 
 function createGatewayContext(deps: ContextDeps): GatewayContext {
   const { config, store, runs, lifecycle, ephemeral } = deps;
+  /** Sessions admitted in the open admission group, not yet written. */
+  const admitting = new Map<string, SessionRecord>();
   const context: GatewayContext = {
     config,
     store,
@@ -268,6 +296,7 @@ function createGatewayContext(deps: ContextDeps): GatewayContext {
     instanceId: ephemeral.instance.id,
     ephemeralRoot: ephemeral.root,
     ensureSession: (target, via, mode) => ensureSession(deps, context, target, via, mode),
+    admitSession: (target, via, mode) => admitSession(deps, context, admitting, target, via, mode),
     async endSession(sessionKey, reason) {
       // The release is asked for at once, right after the runs are aborted and before waiting for
       // them: a run admitted meanwhile (queued behind an aborted one) then acquires behind this

@@ -79,8 +79,8 @@ export function createMethods(ctx: GatewayContext): MethodTable {
     // acks are written (sessions.changed and the run's start wait for it; store/transactions.ts).
     const outcome = store.group(() => {
       // A known runId is a replay (in_flight, cached or conflict): answered from the run alone, it creates no session.
-      const replay = store.getRun(params.runId) !== undefined;
-      const session = replay ? undefined : ctx.ensureSession(target, params.kind === "agent" ? "run" : "implicit", params.workspace === false ? "none" : undefined);
+      const replay = runs.known(params.runId);
+      const session = replay ? undefined : ctx.admitSession(target, params.kind === "agent" ? "run" : "implicit", params.workspace === false ? "none" : undefined);
       return runs.submit({
         runId: params.runId,
         kind: params.kind,

@@ -75,6 +75,8 @@ export interface RunManagerOptions {
 export interface RunManager {
   /** Admits a run, or answers a replay of its idempotencyKey. Throws IDEMPOTENCY_CONFLICT for reused keys with other input. */
   submit(input: SubmitInput): SubmitOutcome;
+  /** A run admitted (in flight) or on record with this id: a new turn with it is a replay. */
+  known(runId: string): boolean;
   /** Aborts the session's active and queued runs (only `runId` when given); returns the run ids aborted. */
   abort(sessionKey: string, runId?: string, reason?: Error): string[];
   /** Aborts every run of a session and resolves once they have all ended. */
@@ -255,6 +257,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
 
   /** A run acknowledged as started whose record could not be committed: it ends in error, unrun. */
   function abandon(run: Run, error: unknown): void {
+    runs.delete(run.runId);
     const at = Date.now();
     const message = `the run could not be recorded: ${error instanceof Error ? error.message : String(error)}`;
     void run.acked.then(() => {
@@ -264,9 +267,23 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     });
   }
 
-  /** Registers an admitted run and starts it, or queues it behind its session's running one. */
+  /** The run's record, its user message, its session's times: written in the admission group. */
+  function recordRun(run: Run): void {
+    const at = run.acceptedAt;
+    store.insertRun({ runId: run.runId, sessionKey: run.sessionKey, kind: run.kind, inputHash: run.inputHash, startedAt: at, processToken: run.processToken, owner: RUN_OWNER });
+    store.appendMessage({
+      sessionKey: run.sessionKey,
+      role: "user",
+      content: { role: "user", content: run.message, timestamp: at, idempotencyKey: `${run.runId}:user` },
+      runId: run.runId,
+      idempotencyKey: `${run.runId}:user`,
+      createdAt: at,
+    });
+    store.patchSession(run.sessionKey, { updatedAt: at, lastInteractionAt: at });
+  }
+
+  /** Starts an admitted run whose record is committed, or queues it behind its session's running one. */
   function enqueue(run: Run): void {
-    runs.set(run.runId, run);
     const lane = lanes.get(run.sessionKey);
     if (lane === undefined) {
       lanes.set(run.sessionKey, { running: run, waiting: [] });
@@ -321,25 +338,24 @@ export function createRunManager(options: RunManagerOptions): RunManager {
         resolve,
         seq: 0,
       };
-      store.transaction(() => {
-        store.insertRun({ runId: run.runId, sessionKey: run.sessionKey, kind: run.kind, inputHash, startedAt: acceptedAt, processToken: run.processToken, owner: RUN_OWNER });
-        store.appendMessage({
-          sessionKey: run.sessionKey,
-          role: "user",
-          content: { role: "user", content: run.message, timestamp: acceptedAt, idempotencyKey: `${run.runId}:user` },
-          runId: run.runId,
-          idempotencyKey: `${run.runId}:user`,
-          createdAt: acceptedAt,
-        });
-        store.patchSession(run.sessionKey, { updatedAt: acceptedAt, lastInteractionAt: acceptedAt });
-        // Queued once its record is committed (the caller's transaction may hold the commit):
-        // a run whose record rolled back never runs.
-        store.onCommit(
-          () => enqueue(run),
-          (error) => abandon(run, error),
-        );
-      });
+      // Known from here on (a replay of its runId is in_flight); recorded right before the
+      // admission group commits, after the acks of the whole read (store.later).
+      runs.set(run.runId, run);
+      store.later(
+        () => {
+          recordRun(run);
+          // Queued once its record is committed: a run whose record rolled back never runs.
+          store.onCommit(
+            () => enqueue(run),
+            (error) => abandon(run, error),
+          );
+        },
+        (error) => abandon(run, error),
+      );
       return { state: "started", run };
+    },
+    known(runId) {
+      return runs.has(runId) || store.getRun(runId) !== undefined;
     },
     abort(sessionKey, runId, reason) {
       const lane = lanes.get(sessionKey);

@@ -2,6 +2,7 @@ import type { ReleaseReason, WorkspaceLease, WorkspaceProvider } from "@ocgw/wor
 import pLimit from "p-limit";
 import { GatewayError } from "../errors.ts";
 import type { Store, WorkspaceMode } from "../store/index.ts";
+import { createIdleTimers } from "./idle-timers.ts";
 import { type SerialQueue, createSerialQueue } from "./serial-queue.ts";
 
 export interface WorkspaceProviders {
@@ -38,9 +39,11 @@ export const RELEASE_CONCURRENCY = 32;
 interface Slot {
   lease: WorkspaceLease | undefined;
   mode: WorkspaceMode;
-  /** The session's acquires and releases, one at a time, in the order they were asked for. */
-  queue: SerialQueue;
-  idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * The session's acquires and releases, one at a time, in the order they were asked for. Made
+   * when a task is queued and dropped when the last one has settled: an idle session holds none.
+   */
+  queue: SerialQueue | undefined;
   /** Bumped by every acquire and busy(): an idle release that fired earlier is then void. */
   activity: number;
 }
@@ -88,8 +91,11 @@ function providerFor(providers: WorkspaceProviders, mode: WorkspaceMode): Worksp
 
 /**
  * Owns the one rule of this project: a session's workspace is released exactly once, whichever
- * way the session ends. Every lease is written to the ledger before its directory exists, and
- * every release goes: kill the session's processes → provider.release → ledger row released.
+ * way the session ends. Every lease is written to the ledger (and committed) before its directory
+ * exists, and every release goes: kill the session's processes → provider.release → ledger row
+ * released. The later transitions (live, releasing, released) are deferred writes: they ride on
+ * the next commit, so a one-shot session costs three commits, and one a crash loses leaves a row
+ * open that the collector closes once this instance is dead.
  *
  * Ordering: a session's acquires and releases go through one FIFO queue, so a release waits only
  * for what was asked before it (an acquire in flight finishes, and its lease is what is released)
@@ -106,23 +112,38 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
   /** Idle timers of sessions born in one burst fire together: their releases share this bound. */
   const idleLimit = pLimit(RELEASE_CONCURRENCY);
 
+  /** Every session's idle release on one timer (idleTtlMs is one value for all). */
+  const idleTimers = createIdleTimers(options.idleTtlMs, (sessionKey) => {
+    const slot = slots.get(sessionKey);
+    if (slot === undefined) return;
+    const activity = slot.activity;
+    // A run that started after the timer fired, while this release waited for its turn, keeps the lease.
+    void idleLimit(() => (slot.activity === activity ? release(sessionKey, "idle") : undefined));
+  });
+
   function slotFor(sessionKey: string, mode: WorkspaceMode): Slot {
     let slot = slots.get(sessionKey);
     if (slot === undefined) {
-      const created: Slot = { lease: undefined, mode, queue: createSerialQueue(() => forgetIfUnused(sessionKey, created)), idleTimer: undefined, activity: 0 };
-      slots.set(sessionKey, created);
-      slot = created;
+      slot = { lease: undefined, mode, queue: undefined, activity: 0 };
+      slots.set(sessionKey, slot);
     }
     return slot;
   }
 
-  function forgetIfUnused(sessionKey: string, slot: Slot): void {
-    if (slot.lease === undefined && slot.idleTimer === undefined && slot.queue.size === 0 && slots.get(sessionKey) === slot) slots.delete(sessionKey);
+  /** The session's queue, made on first use and dropped (with the slot, if nothing else holds it) once drained. */
+  function queueOf(sessionKey: string, slot: Slot): SerialQueue {
+    if (slot.queue === undefined) {
+      const queue = createSerialQueue(() => {
+        if (slot.queue === queue) slot.queue = undefined;
+        forgetIfUnused(sessionKey, slot);
+      });
+      slot.queue = queue;
+    }
+    return slot.queue;
   }
 
-  function cancelIdle(slot: Slot): void {
-    if (slot.idleTimer !== undefined) clearTimeout(slot.idleTimer);
-    slot.idleTimer = undefined;
+  function forgetIfUnused(sessionKey: string, slot: Slot): void {
+    if (slot.lease === undefined && !idleTimers.has(sessionKey) && slot.queue === undefined && slots.get(sessionKey) === slot) slots.delete(sessionKey);
   }
 
   /** Kept per-session directories are never removed: a session that has none yet may make one only below the bound. */
@@ -148,7 +169,8 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
           store.recordLease({ leaseId: planned.leaseId, sessionKey, kind: provider.kind, mode, path: planned.path, instanceId: options.instanceId, createdAt: Date.now() });
         },
       });
-      store.markLeaseLive(lease.leaseId, { path: lease.path, dev: lease.identity?.dev ?? null, ino: lease.identity?.ino ?? null });
+      // Deferred (rides on the run's next commit): if a crash loses it, the `acquiring` row's path is the proof.
+      store.deferred(() => store.markLeaseLive(lease.leaseId, { path: lease.path, dev: lease.identity?.dev ?? null, ino: lease.identity?.ino ?? null }));
       slot.lease = lease;
       slot.mode = mode;
       leases.set(sessionKey, lease);
@@ -174,13 +196,14 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
       return;
     }
     failed.delete(lease.leaseId);
-    store.markLeaseReleased(lease.leaseId, { releasedAt: Date.now(), reason, outcome: result.outcome, error: result.error?.message ?? null });
+    // Deferred: a row a crash leaves open is closed by the collector (the directory is gone: outcome `gone`).
+    store.deferred(() => store.markLeaseReleased(lease.leaseId, { releasedAt: Date.now(), reason, outcome: result.outcome, error: result.error?.message ?? null }));
     if (result.error !== undefined) options.log?.(`workspace of ${sessionKey}: ${result.outcome}: ${result.error.message}`);
   }
 
   /** The first release of a lease. Runs in the session's queue: the session's processes are then those of the runs that used this lease. */
   async function firstRelease(entry: LeaseRelease): Promise<void> {
-    store.markLeaseReleasing(entry.lease.leaseId);
+    store.deferred(() => store.markLeaseReleasing(entry.lease.leaseId));
     // Nothing may keep writing into a tree that is being unlinked.
     await options.killSessionProcesses(entry.sessionKey).catch((error: unknown) => options.log?.(`kill before release of ${entry.sessionKey} failed: ${String(error)}`));
     await releaseLease(entry);
@@ -204,8 +227,8 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
   function release(sessionKey: string, reason: ReleaseReason): Promise<void> {
     const slot = slots.get(sessionKey);
     if (slot === undefined) return Promise.resolve();
-    cancelIdle(slot);
-    return slot.queue.push(async () => {
+    idleTimers.cancel(sessionKey);
+    return queueOf(sessionKey, slot).push(async () => {
       const lease = slot.lease;
       if (lease === undefined) return;
       slot.lease = undefined;
@@ -214,24 +237,14 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
     });
   }
 
-  function idleRelease(sessionKey: string, slot: Slot): void {
-    const activity = slot.activity;
-    slot.idleTimer = setTimeout(() => {
-      slot.idleTimer = undefined;
-      // A run that started after the timer fired, while this release waited for its turn, keeps the lease.
-      void idleLimit(() => (slot.activity === activity ? release(sessionKey, "idle") : undefined));
-    }, options.idleTtlMs);
-    slot.idleTimer.unref();
-  }
-
   return {
     acquire(sessionKey, agentId, mode, signal) {
       const slot = slotFor(sessionKey, mode);
-      cancelIdle(slot);
+      idleTimers.cancel(sessionKey);
       slot.activity += 1;
       // Nothing queued: no release is pending on the lease held now.
-      if (slot.lease !== undefined && slot.queue.size === 0) return Promise.resolve(slot.lease);
-      return slot.queue.push(() => (slot.lease === undefined ? doAcquire(sessionKey, agentId, mode, slot) : Promise.resolve(slot.lease)), signal);
+      if (slot.lease !== undefined && slot.queue === undefined) return Promise.resolve(slot.lease);
+      return queueOf(sessionKey, slot).push(() => (slot.lease === undefined ? doAcquire(sessionKey, agentId, mode, slot) : Promise.resolve(slot.lease)), signal);
     },
     current(sessionKey) {
       return slots.get(sessionKey)?.lease;
@@ -241,14 +254,13 @@ export function createWorkspaceLifecycle(options: WorkspaceLifecycleOptions): Wo
       const slot = slots.get(sessionKey);
       if (slot === undefined || slot.lease === undefined) return Promise.resolve();
       if (options.idleTtlMs === 0) return release(sessionKey, "run-end");
-      cancelIdle(slot);
-      idleRelease(sessionKey, slot);
+      idleTimers.arm(sessionKey);
       return Promise.resolve();
     },
     busy(sessionKey) {
       const slot = slots.get(sessionKey);
       if (slot === undefined) return;
-      cancelIdle(slot);
+      idleTimers.cancel(sessionKey);
       slot.activity += 1;
     },
     async releaseAll(reason, timeoutMs) {

@@ -163,16 +163,10 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     }
   }
 
-  /** Before a read: open, and an open admission group committed first (see transactions.ts). */
+  /** Before a read: open, and an open admission group committed first (see transactions.ts). Every write goes through `tx.write`. */
   function ensureOpen(): void {
     assertOpen();
     tx.beforeRead();
-  }
-
-  /** Before a write: as {@link ensureOpen}, and a write outside a transaction counts as a commit. */
-  function ensureWritable(): void {
-    assertOpen();
-    tx.beforeWrite();
   }
 
   function sessionList(byAgent: boolean, bySearch: boolean): { rows: StatementSync; total: StatementSync } {
@@ -222,42 +216,48 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     insertSession(record) {
-      ensureWritable();
-      const result = stmt.insertSession.run(
-        record.key,
-        record.sessionId,
-        record.agentId,
-        record.label,
-        record.createdVia,
-        record.workspaceMode,
-        record.createdAt,
-        record.updatedAt,
-        record.lastInteractionAt,
-      );
-      return Number(result.changes) === 1;
+      assertOpen();
+      return tx.write(() => {
+        const result = stmt.insertSession.run(
+          record.key,
+          record.sessionId,
+          record.agentId,
+          record.label,
+          record.createdVia,
+          record.workspaceMode,
+          record.createdAt,
+          record.updatedAt,
+          record.lastInteractionAt,
+        );
+        return Number(result.changes) === 1;
+      });
     },
 
     patchSession(key, patch) {
-      ensureWritable();
-      const row = stmt.patchSession.get({
-        key,
-        setLabel: flag(patch.label),
-        label: patch.label ?? null,
-        setUpdatedAt: flag(patch.updatedAt),
-        updatedAt: patch.updatedAt ?? null,
-        setLastInteractionAt: flag(patch.lastInteractionAt),
-        lastInteractionAt: patch.lastInteractionAt ?? null,
-        setWorkspaceMode: flag(patch.workspaceMode),
-        workspaceMode: patch.workspaceMode ?? null,
-        setSessionId: flag(patch.sessionId),
-        sessionId: patch.sessionId ?? null,
+      assertOpen();
+      return tx.write(() => {
+        const row = stmt.patchSession.get({
+          key,
+          setLabel: flag(patch.label),
+          label: patch.label ?? null,
+          setUpdatedAt: flag(patch.updatedAt),
+          updatedAt: patch.updatedAt ?? null,
+          setLastInteractionAt: flag(patch.lastInteractionAt),
+          lastInteractionAt: patch.lastInteractionAt ?? null,
+          setWorkspaceMode: flag(patch.workspaceMode),
+          workspaceMode: patch.workspaceMode ?? null,
+          setSessionId: flag(patch.sessionId),
+          sessionId: patch.sessionId ?? null,
+        });
+        return row === undefined ? undefined : toSession(row);
       });
-      return row === undefined ? undefined : toSession(row);
     },
 
     deleteSession(key) {
-      ensureWritable();
-      return Number(stmt.deleteSession.run(key).changes) > 0;
+      assertOpen();
+      return tx.write(() => {
+        return Number(stmt.deleteSession.run(key).changes) > 0;
+      });
     },
 
     listSessions(query = {}) {
@@ -273,32 +273,34 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     appendMessage(message) {
-      ensureWritable();
-      const id = randomUUID();
-      // JSON.stringify(undefined) is undefined, not text; store it as JSON null.
-      const content = JSON.stringify(message.content) ?? "null";
-      let row: Row | undefined;
-      try {
-        row = stmt.appendMessage.get(id, message.sessionKey, message.role, content, message.runId, message.idempotencyKey, message.createdAt, message.sessionKey);
-      } catch (error) {
-        if (sqliteErrcode(error) === SQLITE_CONSTRAINT_FOREIGNKEY) {
-          throw new GatewayError("SESSION_NOT_FOUND", `Cannot append a message: no session "${message.sessionKey}"`, {
-            cause: error,
-            details: { key: message.sessionKey },
-          });
+      assertOpen();
+      return tx.write(() => {
+        const id = randomUUID();
+        // JSON.stringify(undefined) is undefined, not text; store it as JSON null.
+        const content = JSON.stringify(message.content) ?? "null";
+        let row: Row | undefined;
+        try {
+          row = stmt.appendMessage.get(id, message.sessionKey, message.role, content, message.runId, message.idempotencyKey, message.createdAt, message.sessionKey);
+        } catch (error) {
+          if (sqliteErrcode(error) === SQLITE_CONSTRAINT_FOREIGNKEY) {
+            throw new GatewayError("SESSION_NOT_FOUND", `Cannot append a message: no session "${message.sessionKey}"`, {
+              cause: error,
+              details: { key: message.sessionKey },
+            });
+          }
+          throw error;
         }
-        throw error;
-      }
-      return {
-        id,
-        sessionKey: message.sessionKey,
-        seq: integer(row, "seq"),
-        role: message.role,
-        content: JSON.parse(content) as unknown,
-        runId: message.runId,
-        idempotencyKey: message.idempotencyKey,
-        createdAt: message.createdAt,
-      };
+        return {
+          id,
+          sessionKey: message.sessionKey,
+          seq: integer(row, "seq"),
+          role: message.role,
+          content: JSON.parse(content) as unknown,
+          runId: message.runId,
+          idempotencyKey: message.idempotencyKey,
+          createdAt: message.createdAt,
+        };
+      });
     },
 
     listMessages(sessionKey, query = {}) {
@@ -312,13 +314,17 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     clearMessages(sessionKey) {
-      ensureWritable();
-      return Number(stmt.clearMessages.run(sessionKey).changes);
+      assertOpen();
+      return tx.write(() => {
+        return Number(stmt.clearMessages.run(sessionKey).changes);
+      });
     },
 
     insertRun(run) {
-      ensureWritable();
-      return Number(stmt.insertRun.run(run.runId, run.sessionKey, run.kind, run.inputHash, run.startedAt, run.processToken ?? null, run.owner ?? null).changes) === 1;
+      assertOpen();
+      return tx.write(() => {
+        return Number(stmt.insertRun.run(run.runId, run.sessionKey, run.kind, run.inputHash, run.startedAt, run.processToken ?? null, run.owner ?? null).changes) === 1;
+      });
     },
 
     getRun(runId) {
@@ -328,19 +334,25 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     finishRun(runId, end) {
-      ensureWritable();
-      const result = stmt.finishRun.run(end.status, end.summary ?? null, end.replyText ?? null, end.errorMessage ?? null, end.endedAt, runId);
-      return Number(result.changes) === 1;
+      assertOpen();
+      return tx.write(() => {
+        const result = stmt.finishRun.run(end.status, end.summary ?? null, end.replyText ?? null, end.errorMessage ?? null, end.endedAt, runId);
+        return Number(result.changes) === 1;
+      });
     },
 
     failRunningRuns(endedAt, errorMessage) {
-      ensureWritable();
-      return Number(stmt.failRunningRuns.run(errorMessage, endedAt).changes);
+      assertOpen();
+      return tx.write(() => {
+        return Number(stmt.failRunningRuns.run(errorMessage, endedAt).changes);
+      });
     },
 
     forgetRunProcesses(owner) {
-      ensureWritable();
-      return Number(stmt.forgetRunProcesses.run(owner).changes);
+      assertOpen();
+      return tx.write(() => {
+        return Number(stmt.forgetRunProcesses.run(owner).changes);
+      });
     },
 
     runProcessOwners() {
@@ -349,38 +361,52 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     pruneRuns(endedBefore) {
-      ensureWritable();
-      return Number(stmt.pruneRuns.run(endedBefore).changes);
+      assertOpen();
+      return tx.write(() => {
+        return Number(stmt.pruneRuns.run(endedBefore).changes);
+      });
     },
 
     pruneReleasedLeases(releasedBefore) {
-      ensureWritable();
-      return Number(stmt.pruneReleasedLeases.run(releasedBefore).changes);
+      assertOpen();
+      return tx.write(() => {
+        return Number(stmt.pruneReleasedLeases.run(releasedBefore).changes);
+      });
     },
 
     recordLease(lease) {
-      ensureWritable();
-      stmt.recordLease.run(lease.leaseId, lease.sessionKey, lease.kind, lease.mode, lease.path, lease.instanceId, lease.createdAt);
+      assertOpen();
+      return tx.write(() => {
+        stmt.recordLease.run(lease.leaseId, lease.sessionKey, lease.kind, lease.mode, lease.path, lease.instanceId, lease.createdAt);
+      });
     },
 
     markLeaseLive(leaseId, live) {
-      ensureWritable();
-      return Number(stmt.markLeaseLive.run(live.path, live.dev, live.ino, leaseId).changes) === 1;
+      assertOpen();
+      return tx.write(() => {
+        return Number(stmt.markLeaseLive.run(live.path, live.dev, live.ino, leaseId).changes) === 1;
+      });
     },
 
     markLeaseReleasing(leaseId) {
-      ensureWritable();
-      return Number(stmt.markLeaseReleasing.run(leaseId).changes) === 1;
+      assertOpen();
+      return tx.write(() => {
+        return Number(stmt.markLeaseReleasing.run(leaseId).changes) === 1;
+      });
     },
 
     markLeaseReleased(leaseId, end) {
-      ensureWritable();
-      return Number(stmt.markLeaseReleased.run(end.releasedAt, end.reason, end.outcome, end.error ?? null, leaseId).changes) === 1;
+      assertOpen();
+      return tx.write(() => {
+        return Number(stmt.markLeaseReleased.run(end.releasedAt, end.reason, end.outcome, end.error ?? null, leaseId).changes) === 1;
+      });
     },
 
     markLeaseFailed(leaseId, error, at) {
-      ensureWritable();
-      return Number(stmt.markLeaseFailed.run(error, at, leaseId).changes) === 1;
+      assertOpen();
+      return tx.write(() => {
+        return Number(stmt.markLeaseFailed.run(error, at, leaseId).changes) === 1;
+      });
     },
 
     getLease(leaseId) {
@@ -420,6 +446,16 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     group(fn) {
       assertOpen();
       return tx.group(fn);
+    },
+
+    deferred(fn) {
+      assertOpen();
+      return tx.deferred(fn);
+    },
+
+    later(write, onAbandon) {
+      assertOpen();
+      tx.later(write, onAbandon);
     },
 
     onCommit(callback, onAbandon) {

@@ -197,7 +197,8 @@ export interface Store {
   readonly schemaVersion: number;
   /**
    * Commits made since the store opened: every write outside {@link Store.transaction} is one,
-   * every transaction one more (the migration at open is not counted). For the bench and the
+   * every transaction, group and batch of deferred writes one more (the migration at open is not
+   * counted). For the bench and the
    * per-session commit budget test.
    */
   readonly commits: number;
@@ -278,6 +279,24 @@ export interface Store {
    * group, `fn` just runs. `fn` must be synchronous. (store/transactions.ts)
    */
   group<T>(fn: () => T): T;
+  /**
+   * Runs `fn`'s writes in the open transaction, opening one if there is none, and leaves them to be
+   * committed with the next commit of anything else (a group, a transaction, a write outside a
+   * transaction), or on their own `DEFER_MS` (store/transactions.ts, 1 s) later, or at {@link Store.close}. Reads on this
+   * store see them at once and do not commit them. For ledger transitions a crash may lose without
+   * harm (a lease `live`, `releasing`, `released`): the collector closes a dead instance's rows from
+   * what is on disk. Inside a transaction or a group, `fn` just runs. `fn` must be synchronous.
+   */
+  deferred<T>(fn: () => T): T;
+  /**
+   * Queues `write` to run in the admission group right before its COMMIT (end of the macrotask), in
+   * a SAVEPOINT of its own; `onAbandon` runs instead, with the error, if `write` throws or the
+   * database is closed first (a failed COMMIT abandons the `onCommit` callbacks `write` registered).
+   * Until then nothing else sees its writes: any other use of the store applies and commits them
+   * first. So the acks of a burst of admissions go out before any of their INSERTs run. Inside a
+   * plain transaction, `write` just runs.
+   */
+  later(write: () => void, onAbandon: (error: unknown) => void): void;
   /**
    * Runs `callback` once what was written so far is committed: at once outside a transaction or
    * group, after the outermost COMMIT inside one. If that COMMIT fails, `onAbandon` runs instead

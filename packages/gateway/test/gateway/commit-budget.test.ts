@@ -34,15 +34,15 @@ async function warmGateway(): Promise<{ client: TestClient; before: number }> {
 }
 
 describe("commit budget", () => {
-  it("a one-shot implicit session (create, run, release) costs at most 6 SQLite commits (was 9: the session and its first run now share one, and so do the run's end records)", async () => {
+  it("a one-shot implicit session (create, run, release) costs at most 3 SQLite commits: admission, the lease row before its directory, the run's end (was 9, then 6)", async () => {
     const { client, before } = await warmGateway();
     const sessions = 5;
     for (let n = 1; n <= sessions; n += 1) await oneShot(client, n);
     const perSession = ((await commits(client)) - before) / sessions;
-    expect(perSession).toBeLessThanOrEqual(6);
+    expect(perSession).toBeLessThanOrEqual(3);
   });
 
-  it("a burst of 40 one-shot sessions written in one go shares its admission commits: at most 5.2 a session (was 6)", async () => {
+  it("a burst of 40 one-shot sessions written in one go shares its admission commits: at most 2.2 a session (was 6, then 5.0)", async () => {
     const { client, before } = await warmGateway();
     const sessions = 40;
     const runIds = Array.from({ length: sessions }, (_, n) => `burst-${n}`);
@@ -54,6 +54,6 @@ describe("commit budget", () => {
     const acks = client.received.filter((frame) => frame.type === "res" && String(frame.id).startsWith("req-burst-"));
     expect(acks.map((frame) => frame.ok)).toEqual(runIds.map(() => true));
     const perSession = ((await commits(client)) - before) / sessions;
-    expect(perSession).toBeLessThanOrEqual(5.2);
+    expect(perSession).toBeLessThanOrEqual(2.2);
   });
 });

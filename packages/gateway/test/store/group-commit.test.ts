@@ -101,3 +101,38 @@ describe("the admission group", () => {
     expect(db.prepare("SELECT count(*) AS n FROM p").get()?.["n"]).toBe(1);
   });
 });
+
+describe("writes queued for the group's commit (store.later)", () => {
+  it("run right before the COMMIT, in order, each undone alone when it throws; a read from outside applies them first", async () => {
+    const { store, committedKeys } = openPair();
+    const events: string[] = [];
+    store.group(() => store.later(() => (events.push("write a"), store.insertSession(session("a"))), () => events.push("abandon a")));
+    store.later(
+      () => {
+        events.push("write bad");
+        store.insertSession(session("bad"));
+        throw new Error("no");
+      },
+      (error) => events.push(`abandon bad: ${(error as Error).message}`),
+    );
+    store.later(() => (events.push("write b"), store.insertSession(session("b"))), () => events.push("abandon b"));
+    expect(events).toEqual([]);
+    await nextMacrotask();
+    expect(events).toEqual(["write a", "write bad", "abandon bad: no", "write b"]);
+    expect(committedKeys()).toEqual(["a", "b"]);
+
+    store.later(() => void store.insertSession(session("c")), () => undefined);
+    expect(store.getSession("c")).toBeDefined();
+    expect(committedKeys()).toEqual(["a", "b", "c"]);
+  });
+
+  it("are abandoned when the store closes under them without a database to write to", () => {
+    const db = new DatabaseSync(":memory:");
+    const tx = createTransactions(db);
+    const events: string[] = [];
+    tx.later(() => events.push("written"), (error) => events.push(`abandoned: ${(error as Error).message}`));
+    db.close();
+    tx.flush();
+    expect(events).toEqual(["abandoned: the database was closed before the open transaction committed"]);
+  });
+});

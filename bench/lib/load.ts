@@ -1,0 +1,64 @@
+/**
+ * The bench's load patterns over one client: paced sends (one at a time) and filling a gateway
+ * with live sessions (a batch in flight at a time). Every send is on a fresh key.
+ */
+import { type BenchClient, type Sent, chatSend } from "./client.ts";
+import { sleep } from "./stats.ts";
+
+export interface Paced {
+  /** ack − write, ms, per accepted send. */
+  ack: number[];
+  /** final − write, ms, per send that ended `final`. */
+  final: number[];
+  refused: number;
+}
+
+/** `count` sends one at a time, each waited to its end, `gapMs` apart. */
+export async function pacedSends(client: BenchClient, options: { count: number; prefix: string; gapMs?: number }): Promise<Paced> {
+  const result: Paced = { ack: [], final: [], refused: 0 };
+  for (let i = 0; i < options.count; i++) {
+    const key = `${options.prefix}-${i}`;
+    const sent = await chatSend(client, { sessionKey: key, message: "hello there", idempotencyKey: key });
+    if (!sent.ack.ok) {
+      result.refused += 1;
+      continue;
+    }
+    result.ack.push(sent.ack.at - sent.t0);
+    const end = await sent.end;
+    if (end.state === "final") result.final.push(end.at - sent.t0);
+    await sleep(options.gapMs ?? 2);
+  }
+  return result;
+}
+
+/**
+ * Fills a gateway with live implicit sessions: `count` `chat.send`, `batch` in flight at a time,
+ * each waited to its end (the gateway's idleTtlMs keeps their workspaces).
+ */
+export interface Filled {
+  finals: number;
+  failed: number;
+  ms: number;
+}
+
+export async function fillLiveSessions(client: BenchClient, options: { count: number; batch: number; deadline: number; prefix: string }): Promise<Filled> {
+  const started = performance.now();
+  let finals = 0;
+  let failed = 0;
+  for (let start = 0; start < options.count && performance.now() < options.deadline; start += options.batch) {
+    const sends: Promise<Sent>[] = [];
+    for (let i = start; i < Math.min(options.count, start + options.batch); i++) {
+      const key = `${options.prefix}-${i}`;
+      sends.push(chatSend(client, { sessionKey: key, message: "hello there", idempotencyKey: key }, 120_000));
+    }
+    for (const sent of await Promise.all(sends)) {
+      if (!sent.ack.ok) {
+        failed += 1;
+        continue;
+      }
+      if ((await sent.end).state === "final") finals += 1;
+      else failed += 1;
+    }
+  }
+  return { finals, failed, ms: performance.now() - started };
+}
