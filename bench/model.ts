@@ -5,10 +5,10 @@
  * target (p50 ≤ 2 × (raw-fs floor + model round trip)) compares numbers of one section.
  */
 import { rawFloor } from "./latency.ts";
-import { warmUp } from "./lib/chat-load.ts";
 import { chatSend, connectClient } from "./lib/client.ts";
 import type { SectionContext } from "./lib/context.ts";
 import { startGatewayChild } from "./lib/gateway-child.ts";
+import { warmUp } from "./lib/load.ts";
 import { type MockModel, modelRoundTrip, openaiRunner, startMockModel } from "./lib/model.ts";
 import { statRow, valueRow } from "./lib/report.ts";
 import { envInt, sleep, stats } from "./lib/stats.ts";
@@ -29,7 +29,7 @@ async function interleave(model: MockModel, url: string, token: string, warmup: 
   const floor = modelRoundTrip(model);
   const client = await connectClient(url, token);
   try {
-    await warmUp(client, "warm", warmup);
+    await warmUp(client, { count: warmup, prefix: "warm" });
     for (let i = 0; i < warmup; i++) await floor.once("hello");
     const result = { roundTrip: [] as number[], ack: [] as number[], final: [] as number[], notFinal: 0 };
     for (let i = 0; i < count; i++) {

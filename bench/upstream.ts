@@ -8,10 +8,10 @@
  */
 import * as path from "node:path";
 import { mkdir } from "node:fs/promises";
-import { type BurstResult, type LoadResult, burstSends, pacedSends, warmUp } from "./lib/chat-load.ts";
-import { type BenchClient, type EndState, connectClient } from "./lib/client.ts";
+import { type BenchClient, connectClient } from "./lib/client.ts";
 import type { SectionContext } from "./lib/context.ts";
 import { startGatewayChild } from "./lib/gateway-child.ts";
+import { type Burst, type Paced, burstSends, pacedSends, warmUp } from "./lib/load.ts";
 import { type MockModel, openaiRunner, startMockModel } from "./lib/model.ts";
 import { OPENCLAW_VERSION, ensureOpenClaw, startOpenClawChild, treeCommands } from "./lib/openclaw-child.ts";
 import { type Row, statRow, valueRow } from "./lib/report.ts";
@@ -41,12 +41,13 @@ interface Samples {
   readonly burstAck: number[];
   /** One per round: the burst's first write → its last end. */
   readonly allEnded: number[];
-  readonly ends: Record<EndState, number>;
+  /** Accepted runs that ended other than `final` (error, aborted). */
+  notFinal: number;
   refused: number;
   readonly rssMb: { afterStart: number; treeAfterStart: number; afterRounds: number; treeAfterRounds: number };
 }
 
-const newSamples = (): Samples => ({ pacedAck: [], pacedFinal: [], burstAck: [], allEnded: [], ends: { final: 0, error: 0, aborted: 0 }, refused: 0, rssMb: { afterStart: NaN, treeAfterStart: NaN, afterRounds: NaN, treeAfterRounds: NaN } });
+const newSamples = (): Samples => ({ pacedAck: [], pacedFinal: [], burstAck: [], allEnded: [], notFinal: 0, refused: 0, rssMb: { afterStart: NaN, treeAfterStart: NaN, afterRounds: NaN, treeAfterRounds: NaN } });
 
 async function startOcgw(dir: string, model: MockModel): Promise<Side> {
   await mkdir(dir);
@@ -98,21 +99,21 @@ async function rssMb(side: Side): Promise<{ own: number; tree: number }> {
   return { own: median(readings.map((r) => r.rssKb)) / 1024, tree: median(readings.map((r) => r.treeKb)) / 1024 };
 }
 
-function record(samples: Samples, paced: LoadResult, burst: BurstResult): void {
+function record(samples: Samples, paced: Paced, burst: Burst): void {
   samples.pacedAck.push(...paced.ack);
   samples.pacedFinal.push(...paced.final);
   samples.burstAck.push(...burst.ack);
   samples.allEnded.push(burst.allEndedMs);
   samples.refused += paced.refused + burst.refused;
-  for (const state of ["final", "error", "aborted"] as const) samples.ends[state] += paced.ends[state] + burst.ends[state];
+  samples.notFinal += paced.ack.length - paced.final.length + burst.ack.length - burst.final.length;
 }
 
 /** One round on one side: `paced` sends one at a time, 1 s of rest, then `burst` written at once. */
 async function round(side: Side, samples: Samples, prefix: string, paced: number, burst: number): Promise<void> {
   const endTimeoutMs = side.endTimeoutMs(burst);
-  const pacedResult = await pacedSends(side.client, `${prefix}-p`, paced, { endTimeoutMs });
+  const pacedResult = await pacedSends(side.client, { count: paced, prefix: `${prefix}-p`, endTimeoutMs });
   await sleep(1_000);
-  const burstResult = await burstSends(side.client, `${prefix}-b`, burst, endTimeoutMs);
+  const burstResult = await burstSends(side.client, { count: burst, prefix: `${prefix}-b`, endTimeoutMs });
   record(samples, pacedResult, burstResult);
 }
 
@@ -176,8 +177,8 @@ async function compare(sides: readonly Side[], counts: Counts, log: (line: strin
     }
   }
   for (const [i, side] of sides.entries()) {
-    const { ends, refused } = await measureEnd(side, samples[i] as Samples);
-    log(`  ${side.name}: runs ended ${JSON.stringify(ends)}, ${refused} refused at the ack`);
+    const { notFinal, refused } = await measureEnd(side, samples[i] as Samples);
+    log(`  ${side.name}: ${notFinal} runs ended other than final, ${refused} sends refused at the ack`);
   }
   return samples;
 }
@@ -213,7 +214,7 @@ async function measureStart(side: Side, samples: Samples, warmup: number): Promi
   await sleep(1_000);
   const rss = await rssMb(side);
   Object.assign(samples.rssMb, { afterStart: rss.own, treeAfterStart: rss.tree });
-  await warmUp(side.client, "warm", warmup, side.endTimeoutMs(1));
+  await warmUp(side.client, { count: warmup, prefix: "warm", endTimeoutMs: side.endTimeoutMs(1) });
 }
 
 async function measureEnd(side: Side, samples: Samples): Promise<Samples> {
