@@ -23,7 +23,7 @@ export const LATENCY_ENV = {
  * this process: `paced` sessions one after another, then `burst` of them at once, as the gateway
  * got them. Returns per-session times and the burst's wall time.
  */
-export async function rawFloor(dir: string, paced: number, burst: number): Promise<{ paced: number[]; burstMs: number }> {
+async function rawFloor(dir: string, paced: number, burst: number): Promise<{ paced: number[]; burstMs: number }> {
   const root = path.join(dir, "raw-floor");
   await mkdir(root, { mode: 0o700 });
   try {
