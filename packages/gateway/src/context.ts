@@ -19,9 +19,10 @@ export interface GatewayContext {
   ensureSession(target: CanonicalKey, via: SessionOrigin, mode?: WorkspaceMode): SessionRecord;
   /**
    * As ensureSession, inside an admission (`store.group`): a new row is written right before the
-   * group's COMMIT, after the acks of the read (store.later). Call it before `runs.submit`.
+   * group's COMMIT, after the acks of the read (store.later), with this turn's time as its last
+   * interaction (`created`: the turn's run need not update it). Call it before `runs.submit`.
    */
-  admitSession(target: CanonicalKey, via: SessionOrigin, mode?: WorkspaceMode): SessionRecord;
+  admitSession(target: CanonicalKey, via: SessionOrigin, mode?: WorkspaceMode): { session: SessionRecord; created: boolean };
   /** Aborts the session's runs, kills its processes and releases its workspace (exactly once). */
   endSession(sessionKey: string, reason: ReleaseReason): Promise<void>;
   sessionRow(record: SessionRecord): Record<string, unknown>;

@@ -239,10 +239,18 @@ function ensureSession(deps: ContextDeps, context: GatewayContext, target: Canon
  * COMMIT (store.later), and kept in `admitting` until then, so a second turn on the key in the
  * same read finds it.
  */
-function admitSession(deps: ContextDeps, context: GatewayContext, admitting: Map<string, SessionRecord>, target: CanonicalKey, via: SessionOrigin, mode: WorkspaceMode | undefined): SessionRecord {
+function admitSession(
+  deps: ContextDeps,
+  context: GatewayContext,
+  admitting: Map<string, SessionRecord>,
+  target: CanonicalKey,
+  via: SessionOrigin,
+  mode: WorkspaceMode | undefined,
+): { session: SessionRecord; created: boolean } {
   const known = deps.store.getSession(target.key) ?? admitting.get(target.key);
-  if (known !== undefined) return known;
-  const record = newSession(deps, target, via, mode);
+  if (known !== undefined) return { session: known, created: false };
+  // Its first turn is admitted with it: the row is written with that turn's time as its last interaction.
+  const record = { ...newSession(deps, target, via, mode), lastInteractionAt: Date.now() };
   admitting.set(record.key, record);
   deps.store.later(
     () => {
@@ -251,7 +259,7 @@ function admitSession(deps: ContextDeps, context: GatewayContext, admitting: Map
     },
     () => admitting.delete(record.key),
   );
-  return record;
+  return { session: record, created: true };
 }
 
 function health(deps: ContextDeps): Record<string, unknown> {

@@ -80,17 +80,18 @@ export function createMethods(ctx: GatewayContext): MethodTable {
     const outcome = store.group(() => {
       // A known runId is a replay (in_flight, cached or conflict): answered from the run alone, it creates no session.
       const replay = runs.known(params.runId);
-      const session = replay ? undefined : ctx.admitSession(target, params.kind === "agent" ? "run" : "implicit", params.workspace === false ? "none" : undefined);
+      const admitted = replay ? undefined : ctx.admitSession(target, params.kind === "agent" ? "run" : "implicit", params.workspace === false ? "none" : undefined);
       return runs.submit({
         runId: params.runId,
         kind: params.kind,
         sessionKey: target.key,
         agentId: target.agentId,
         message: params.message,
-        mode: session?.workspaceMode ?? "none",
+        mode: admitted?.session.workspaceMode ?? "none",
         useWorkspace: params.workspace !== false,
         timeoutMs: params.timeoutMs,
         acked: params.acked,
+        newSession: admitted?.created === true,
       });
     });
     return { target, outcome };

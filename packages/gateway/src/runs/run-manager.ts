@@ -36,6 +36,8 @@ export interface SubmitInput {
    * precede that reply, whatever the handler does after submitting.
    */
   acked: Promise<void>;
+  /** The session is new with this turn, its row written with this turn's times: no update of them. */
+  newSession?: boolean | undefined;
 }
 
 export type SubmitOutcome =
@@ -100,6 +102,7 @@ interface Run extends RunHandle {
   readonly processToken: string;
   readonly controller: AbortController;
   readonly acked: Promise<void>;
+  readonly newSession: boolean;
   resolve(result: RunResult): void;
   seq: number;
 }
@@ -279,7 +282,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
       idempotencyKey: `${run.runId}:user`,
       createdAt: at,
     });
-    store.patchSession(run.sessionKey, { updatedAt: at, lastInteractionAt: at });
+    if (!run.newSession) store.patchSession(run.sessionKey, { updatedAt: at, lastInteractionAt: at });
   }
 
   /** Starts an admitted run whose record is committed, or queues it behind its session's running one. */
@@ -333,6 +336,7 @@ export function createRunManager(options: RunManagerOptions): RunManager {
         controller: new AbortController(),
         // Never rejects: a run whose ack could not be written still runs (it is admitted and recorded).
         acked: input.acked.catch(() => undefined),
+        newSession: input.newSession === true,
         acceptedAt,
         done,
         resolve,

@@ -26,6 +26,8 @@ import { isThenable } from "../util/guards.ts";
 
 /** The longest a deferred write waits for a commit to ride on before it is committed on its own, in ms. */
 export const DEFER_MS = 1000;
+/** The longest a group's end-of-macrotask commit runs queued admission writes before it commits them and yields, in ms. */
+export const GROUP_SLICE_MS = 2;
 
 export interface Transactions {
   /** Commits made so far: each write outside a transaction, each transaction, each group, each deferred batch. */
@@ -85,11 +87,16 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
     }
   }
 
-  /** Runs the queued admission writes, each in its SAVEPOINT; one that throws is undone and abandoned alone. */
-  function applyQueued(error?: unknown): void {
-    const list = queued;
-    queued = [];
-    for (const entry of list) {
+  /**
+   * Runs the queued admission writes, each in its SAVEPOINT (one that throws is undone and
+   * abandoned alone), all of them or those that fit before `until` (performance.now()); or, with
+   * `error`, abandons them all.
+   */
+  function applyQueued(error?: unknown, until = Infinity): void {
+    let done = 0;
+    while (done < queued.length && (done === 0 || performance.now() < until)) {
+      const entry = queued[done] as Queued;
+      done += 1;
       if (error !== undefined) {
         entry.onAbandon(error);
         continue;
@@ -100,10 +107,32 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
         entry.onAbandon(thrown);
       }
     }
+    queued = done === queued.length ? [] : queued.slice(done);
   }
 
-  /** Commits the open transaction; returns the error when the COMMIT failed (everything in it is then rolled back). */
-  function commitOpen(): unknown {
+  /**
+   * The group's own commit, at the end of the macrotask: the queued writes that fit in
+   * {@link GROUP_SLICE_MS} are applied and committed (their runs start), and the rest go to a new
+   * group committed in the next turn. Reads of sockets get their turn in between, so the acks of a
+   * burst that arrives over several reads never wait for more than a slice of its writes.
+   */
+  function commitSlice(): void {
+    if (open !== "group") {
+      flush();
+      return;
+    }
+    applyQueued(undefined, performance.now() + GROUP_SLICE_MS);
+    const error = commitOpen(false);
+    if (queued.length === 0) return;
+    if (error === undefined) openAs("group");
+    else applyQueued(error);
+  }
+
+  /**
+   * Commits the open transaction, with every queued write unless `applyAll` is false (a slice);
+   * returns the error when the COMMIT failed (everything in it is then rolled back).
+   */
+  function commitOpen(applyAll = true): unknown {
     if (open === undefined) return undefined;
     const kind = open;
     clearTimeout(deferTimer);
@@ -115,7 +144,7 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
       settle(error);
       return error;
     }
-    applyQueued();
+    if (applyAll) applyQueued();
     open = undefined;
     try {
       stmt.commit.run();
@@ -134,10 +163,10 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
     commitOpen();
   }
 
-  function commitLater(wait: (commit: () => void) => void): void {
+  function commitLater(wait: (commit: () => void) => void, commit: () => void = flush): void {
     const mine = generation;
     wait(() => {
-      if (generation === mine) flush();
+      if (generation === mine) commit();
     });
   }
 
@@ -152,7 +181,7 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
         });
       }
     }
-    if (kind === "group" && open !== "group") commitLater((commit) => setImmediate(commit));
+    if (kind === "group" && open !== "group") commitLater((commit) => setImmediate(commit), commitSlice);
     open = open === "group" ? "group" : kind;
   }
 

@@ -58,6 +58,18 @@ describe("admission written at the group's commit", () => {
     expect(transcript).toEqual(["user:r-one", "user:r-two", "assistant:r-one", "assistant:r-two"]);
   });
 
+  it("a session made by a turn carries that turn's time as its last interaction, written with the row", async () => {
+    const t = await startTestGateway({ idleTtlMs: 0 });
+    const client = await connect(t.url);
+    const before = Date.now();
+    const ack = await client.request("chat.send", { sessionKey: "fresh", message: "hi", idempotencyKey: "r-fresh" });
+    expect(ack.ok).toBe(true);
+    const row = t.gateway.store.getSession("agent:main:fresh");
+    expect(row?.lastInteractionAt).toBeGreaterThanOrEqual(before);
+    expect(row?.lastInteractionAt).toBeLessThanOrEqual(t.gateway.store.getRun("r-fresh")?.startedAt ?? 0);
+    await client.next(isEnd("r-fresh"));
+  });
+
   it("one idempotencyKey twice in one read: the second is in_flight, and the run is recorded and run once", async () => {
     const t = await startTestGateway({ idleTtlMs: 0 });
     const client = await connect(t.url);

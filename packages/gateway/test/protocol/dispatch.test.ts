@@ -1,3 +1,4 @@
+import { Socket } from "node:net";
 import { WebSocket } from "ws";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { z } from "zod";
@@ -87,6 +88,31 @@ describe("dispatch", () => {
     socket.uncork();
     for (let n = 1; n <= 3; n += 1) await client.next((frame) => frame.type === "res" && frame.id === `admit-${n}`);
     expect(order).toEqual(["handle 1", "sent 1", "handle 2", "sent 2", "handle 3", "sent 3"]);
+  });
+
+  it("hands the replies to one socket read to the kernel in one write, not one write per reply", async () => {
+    const admit = defineMethod({ scope: "operator.write", params: z.object({ n: z.int() }), handler: (params: { n: number }) => ({ n: params.n }) });
+    const server = await startServer({ methods: { ...methods, "test.admit": admit } });
+    const { client } = await connectClient(server.url);
+    const clientSocket = (client.ws as unknown as { _socket: Socket })._socket;
+    // Writes the gateway's side of this connection hands to the kernel (net.Socket's _write/_writev).
+    const writes: number[] = [];
+    const proto = Socket.prototype as unknown as Record<"_write" | "_writev", (...args: unknown[]) => unknown>;
+    const original = { _write: proto._write, _writev: proto._writev };
+    onTestFinished(() => void Object.assign(proto, original));
+    for (const name of ["_write", "_writev"] as const) {
+      proto[name] = function (this: Socket, ...args: unknown[]) {
+        if (this.remotePort === clientSocket.localPort) writes.push(name === "_writev" ? (args[0] as unknown[]).length : 1);
+        return original[name].apply(this, args);
+      };
+    }
+    clientSocket.cork();
+    for (let n = 1; n <= 20; n += 1) client.sendJson({ type: "req", id: `admit-${n}`, method: "test.admit", params: { n } });
+    clientSocket.uncork();
+    for (let n = 1; n <= 20; n += 1) await client.next((frame) => frame.type === "res" && frame.id === `admit-${n}`);
+    // One read of 20 frames (sent in one write) → its 20 replies in one writev (ws hands over each
+    // frame as header + payload: 40 buffers). Uncorked, each reply was a writev of its own.
+    expect(writes).toEqual([40]);
   });
 
   it("runs a method and echoes the request id", async () => {

@@ -10,7 +10,7 @@ import { setImmediate as nextMacrotask } from "node:timers/promises";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { openStore } from "../../src/store/index.ts";
 import type { Store } from "../../src/store/index.ts";
-import { createTransactions } from "../../src/store/transactions.ts";
+import { GROUP_SLICE_MS, createTransactions } from "../../src/store/transactions.ts";
 import { session } from "./contract.ts";
 import { tempDir } from "./temp-dir.ts";
 
@@ -124,6 +124,24 @@ describe("writes queued for the group's commit (store.later)", () => {
     store.later(() => void store.insertSession(session("c")), () => undefined);
     expect(store.getSession("c")).toBeDefined();
     expect(committedKeys()).toEqual(["a", "b", "c"]);
+  });
+
+  it(`are applied and committed ${GROUP_SLICE_MS} ms at a time by the group's own commit, the rest in later turns (other I/O gets its turn between)`, async () => {
+    const { store, committedKeys } = openPair();
+    const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
+    const spin = (ms: number) => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    for (const key of keys) store.later(() => (spin(GROUP_SLICE_MS / 2 + 0.5), store.insertSession(session(key))), () => undefined);
+    const before = store.commits;
+    await nextMacrotask();
+    const first = committedKeys().length;
+    expect(first).toBeGreaterThanOrEqual(1);
+    expect(first).toBeLessThan(keys.length);
+    for (let turn = 0; turn < 20 && committedKeys().length < keys.length; turn += 1) await nextMacrotask();
+    expect(committedKeys()).toEqual(keys);
+    expect(store.commits - before).toBeGreaterThan(1);
   });
 
   it("are abandoned when the store closes under them without a database to write to", () => {
