@@ -18,6 +18,9 @@ export const TOKEN = "ocgw-bench-token";
 
 export type ImplicitMode = "ephemeral" | "agent" | "persistent" | "none";
 
+/** The `runner` block of the child's config: the echo runner, or the openai runner against a (loopback) endpoint. */
+export type RunnerConfig = { kind: "echo" } | { kind: "openai"; openai: { baseUrl: string; model: string } };
+
 export interface GatewayChildOptions {
   /** A directory of its own inside the bench root: state/, root/, config.json, home/ go here. */
   dir: string;
@@ -29,6 +32,8 @@ export interface GatewayChildOptions {
   /** The ephemeral root; default `<dir>/root`. */
   root?: string;
   readyTimeoutMs?: number;
+  /** Default the echo runner. */
+  runner?: RunnerConfig;
   /** Extra environment variables. */
   env?: Record<string, string>;
   /**
@@ -94,7 +99,7 @@ export async function startGatewayChild(options: GatewayChildOptions): Promise<G
       ephemeral: { root, idleTtlMs: options.idleTtlMs ?? 0, ...(options.maxLeases === undefined ? {} : { maxLeases: options.maxLeases }) },
       gc: { onStartup: options.gcOnStartup ?? false, intervalMs: options.gcIntervalMs ?? 0 },
     },
-    runner: { kind: "echo" },
+    runner: options.runner ?? { kind: "echo" },
   };
   await writeFile(configPath, JSON.stringify(config, null, 2));
 

@@ -1,6 +1,7 @@
 /**
- * The bench's load patterns over one client: paced sends (one at a time) and filling a gateway
- * with live sessions (a batch in flight at a time). Every send is on a fresh key.
+ * The bench's load patterns over one client, for any gateway that speaks protocol v4 (ocgw or the
+ * real OpenClaw): warm-up sends, paced sends (one at a time), a burst (written back to back) and
+ * filling a gateway with live sessions (a batch in flight at a time). Every send is on a fresh key.
  */
 import { type BenchClient, type Sent, chatSend } from "./client.ts";
 import { sleep } from "./stats.ts";
@@ -13,12 +14,21 @@ export interface Paced {
   refused: number;
 }
 
-/** `count` sends one at a time, each waited to its end, `gapMs` apart. */
-export async function pacedSends(client: BenchClient, options: { count: number; prefix: string; gapMs?: number }): Promise<Paced> {
+/** `count` sends on fresh keys `<prefix>-<i>`, each awaited to its end; nothing measured. */
+export async function warmUp(client: BenchClient, options: { count: number; prefix: string; endTimeoutMs?: number }): Promise<void> {
+  for (let i = 0; i < options.count; i++) {
+    const key = `${options.prefix}-${i}`;
+    const sent = await chatSend(client, { sessionKey: key, message: "hello", idempotencyKey: key }, options.endTimeoutMs);
+    if (sent.ack.ok) await sent.end;
+  }
+}
+
+/** `count` sends one at a time, each waited to its end (at most `endTimeoutMs`, default 60 s), `gapMs` apart. */
+export async function pacedSends(client: BenchClient, options: { count: number; prefix: string; gapMs?: number; endTimeoutMs?: number }): Promise<Paced> {
   const result: Paced = { ack: [], final: [], refused: 0 };
   for (let i = 0; i < options.count; i++) {
     const key = `${options.prefix}-${i}`;
-    const sent = await chatSend(client, { sessionKey: key, message: "hello there", idempotencyKey: key });
+    const sent = await chatSend(client, { sessionKey: key, message: "hello there", idempotencyKey: key }, options.endTimeoutMs);
     if (!sent.ack.ok) {
       result.refused += 1;
       continue;
@@ -28,6 +38,36 @@ export async function pacedSends(client: BenchClient, options: { count: number; 
     if (end.state === "final") result.final.push(end.at - sent.t0);
     await sleep(options.gapMs ?? 2);
   }
+  return result;
+}
+
+export interface Burst extends Paced {
+  /** The first write → the last end event of the burst, ms. */
+  allEndedMs: number;
+}
+
+/** `count` sends written back to back, then every end awaited (each at most `endTimeoutMs`). */
+export async function burstSends(client: BenchClient, options: { count: number; prefix: string; endTimeoutMs?: number }): Promise<Burst> {
+  const pending: Promise<Sent>[] = [];
+  for (let i = 0; i < options.count; i++) {
+    const key = `${options.prefix}-${i}`;
+    pending.push(chatSend(client, { sessionKey: key, message: "hello there", idempotencyKey: key }, options.endTimeoutMs));
+  }
+  const result: Burst = { ack: [], final: [], refused: 0, allEndedMs: Number.NaN };
+  let first = Number.POSITIVE_INFINITY;
+  let last = Number.NEGATIVE_INFINITY;
+  for (const sent of await Promise.all(pending)) {
+    first = Math.min(first, sent.t0);
+    if (!sent.ack.ok) {
+      result.refused += 1;
+      continue;
+    }
+    result.ack.push(sent.ack.at - sent.t0);
+    const end = await sent.end;
+    if (end.state === "final") result.final.push(end.at - sent.t0);
+    last = Math.max(last, end.at);
+  }
+  if (Number.isFinite(last)) result.allEndedMs = last - first;
   return result;
 }
 

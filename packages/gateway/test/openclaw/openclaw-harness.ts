@@ -7,26 +7,17 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import * as fs from "node:fs/promises";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { expect, onTestFinished } from "vitest";
 import { type GatewayClient, connectGateway } from "../../src/index.ts";
-import { OPENCLAW_PACKAGE } from "./install.ts";
-import { MOCK_MODEL_ID } from "./mock-model.ts";
+import { OPENCLAW_BIN, OPENCLAW_READY_LINE, type OpenClawRoot, freePort, openClawConfig, openClawLayout, removeLifecycleLocks } from "./openclaw-process.ts";
+
+export { type OpenClawRoot, openClawConfig } from "./openclaw-process.ts";
 
 export const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
 const READY_MS = 180_000;
-
-export interface OpenClawRoot {
-  readonly root: string;
-  readonly home: string;
-  readonly stateDir: string;
-  readonly configPath: string;
-  /** The environment OpenClaw (and `ocgw` pointed at it) runs with. */
-  readonly env: NodeJS.ProcessEnv;
-}
 
 /**
  * Registers a cleanup: `onTestFinished` by default; a `beforeAll` that shares one OpenClaw among
@@ -37,73 +28,11 @@ export type Defer = (cleanup: () => Promise<void>) => void;
 /** A fresh isolated root, removed (with OpenClaw's lock files for it) when the test ends (or by `defer`). */
 export async function openClawRoot(defer: Defer = onTestFinished): Promise<OpenClawRoot> {
   const root = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "ocgw-openclaw-")));
-  const home = path.join(root, "home");
-  const stateDir = path.join(root, "state");
-  await Promise.all(["home", "tmp", "state"].map((dir) => fs.mkdir(path.join(root, dir))));
   defer(async () => {
     await removeLifecycleLocks(root);
     if (process.env["OCGW_KEEP_TEST_DIRS"] === undefined) await fs.rm(root, { recursive: true, force: true });
   });
-  const env: NodeJS.ProcessEnv = {
-    PATH: `${path.dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
-    HOME: home,
-    TMPDIR: path.join(root, "tmp"),
-    OPENCLAW_STATE_DIR: stateDir,
-    OPENCLAW_CONFIG_PATH: path.join(stateDir, "openclaw.json"),
-    OPENCLAW_DISABLE_BONJOUR: "1",
-    OPENCLAW_NO_RESPAWN: "1",
-    OPENCLAW_SKIP_CHANNELS: "1",
-    OPENCLAW_NO_AUTO_UPDATE: "1",
-  };
-  return { root, home, stateDir, configPath: path.join(stateDir, "openclaw.json"), env };
-}
-
-/**
- * OpenClaw keeps lifecycle locks in /tmp/openclaw-state-locks-<uid>/ (not under TMPDIR), named by
- * the hash of a database path, and never removes them; the ones named for this root's databases
- * go with the root.
- */
-async function removeLifecycleLocks(root: string): Promise<void> {
-  const dir = path.join("/tmp", `openclaw-state-locks-${process.getuid?.() ?? ""}`);
-  const files = await fs.readdir(root, { recursive: true }).catch(() => [] as string[]);
-  const hashes = files.filter((rel) => rel.includes(".sqlite")).map((rel) => createHash("sha256").update(path.join(root, rel.replace(/(\.sqlite).*$/, "$1"))).digest("hex").slice(0, 8));
-  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
-    if (hashes.some((hash) => name.endsWith(`.${hash}.lock.sqlite`))) await fs.rm(path.join(dir, name), { force: true });
-  }
-}
-
-/** openclaw.json: loopback, token auth, the mock model, heartbeat off, plus the test's `agents` block and any other top-level blocks (`plugins`). */
-export function openClawConfig(oc: OpenClawRoot, port: number, token: string, modelBaseUrl: string, agents: Record<string, unknown>, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  const defaults = (agents["defaults"] ?? {}) as Record<string, unknown>;
-  return {
-    gateway: { mode: "local", bind: "loopback", port, auth: { mode: "token", token } },
-    update: { checkOnStart: false },
-    telemetry: { enabled: false },
-    discovery: { mdns: { mode: "off" } },
-    logging: { file: path.join(oc.root, "openclaw.log") },
-    models: {
-      mode: "merge",
-      catalogRefresh: { enabled: false },
-      providers: {
-        mock: {
-          baseUrl: modelBaseUrl,
-          apiKey: "mock-local",
-          api: "openai-completions",
-          models: [{ id: MOCK_MODEL_ID, name: "Mock", reasoning: false, input: ["text"], cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 }, contextWindow: 128000, maxTokens: 4096 }],
-        },
-      },
-    },
-    agents: { ...agents, defaults: { model: { primary: `mock/${MOCK_MODEL_ID}` }, heartbeat: { every: "0m" }, ...defaults } },
-    ...extra,
-  };
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  return openClawLayout(root);
 }
 
 export interface RunningOpenClaw {
@@ -120,7 +49,7 @@ async function waitReady(child: ChildProcess, output: () => string, url: string,
   const deadline = Date.now() + READY_MS;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`openclaw exited during start (${child.exitCode ?? child.signalCode}):\n${output().slice(-4000)}`);
-    if (/\[gateway\] ready\b/.test(output())) {
+    if (OPENCLAW_READY_LINE.test(output())) {
       try {
         // OpenClaw answers sessions.delete in 0.2–3 s on an idle machine; a loaded one (CI) takes longer.
         return await connectGateway({ url, token, scopes: ["operator.read", "operator.write", "operator.admin"], timeoutMs: 60_000 });
@@ -141,7 +70,7 @@ export async function startOpenClaw(oc: OpenClawRoot, modelBaseUrl: string, agen
   const port = await freePort();
   const token = randomBytes(24).toString("hex");
   await fs.writeFile(oc.configPath, `${JSON.stringify(openClawConfig(oc, port, token, modelBaseUrl, agents, extra), null, 2)}\n`);
-  const child = spawn(process.execPath, [path.join(OPENCLAW_PACKAGE, "openclaw.mjs"), "gateway", "run"], { cwd: oc.root, env: oc.env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [OPENCLAW_BIN, "gateway", "run"], { cwd: oc.root, env: oc.env, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
