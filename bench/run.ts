@@ -5,7 +5,7 @@
  * ratio compares numbers measured in this same run on this machine; targets are printed beside the
  * numbers with the gap when missed, and nothing fails on them.
  *
- * Environment: BENCH_ONLY=latency,modes,cold-start,memory,collector,security,scale picks sections; the
+ * Environment: BENCH_ONLY=latency,modes,cold-start,memory,collector,security,stream,scale picks sections; the
  * counts are listed with each section (BENCH_PACED, BENCH_SESSIONS, BENCH_ORPHANS, …) and in
  * docs/benchmarks.md. Everything is created under one mkdtemp(os.tmpdir()/ocgw-bench-*) root,
  * removed at the end, on failure and on Ctrl-C; child processes are killed by PID.
@@ -25,6 +25,7 @@ import { MEMORY_ENV, memorySection } from "./memory.ts";
 import { MODES_ENV, modesSection } from "./modes.ts";
 import { SCALE_ENV, scaleSection } from "./scale.ts";
 import { SECURITY_ENV, securitySection } from "./security.ts";
+import { STREAM_ENV, streamSection } from "./stream.ts";
 
 const SECTIONS: readonly { name: string; title: string; run: (ctx: SectionContext) => Promise<void>; env: Record<string, string> }[] = [
   { name: "latency", title: "1. chat.send latency (gateway child, client in this process)", run: latencySection, env: LATENCY_ENV },
@@ -33,6 +34,7 @@ const SECTIONS: readonly { name: string; title: string; run: (ctx: SectionContex
   { name: "memory", title: "4. gateway RSS, idle and with live sessions", run: memorySection, env: MEMORY_ENV },
   { name: "collector", title: "5. collector: orphans reclaimed vs rm -rf, and acks during a start-up sweep", run: collectorSection, env: COLLECTOR_ENV },
   { name: "security", title: "6. pre-auth flood and token compare", run: securitySection, env: SECURITY_ENV },
+  { name: "stream", title: "7. a long reply: event-loop delay and bytes on the wire while it streams", run: streamSection, env: STREAM_ENV },
   { name: "scale", title: "9. 100,000 live sessions in one gateway", run: scaleSection, env: SCALE_ENV },
 ];
 

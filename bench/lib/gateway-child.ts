@@ -37,6 +37,10 @@ export interface GatewayChildOptions {
    * is compiled at every start, as on a first start), or a directory of its own.
    */
   compileCache?: "shared" | "off" | { dir: string };
+  /** The runner block of the config; default `{ kind: "echo" }`. */
+  runner?: Record<string, unknown>;
+  /** Node options before the CLI's path (e.g. `--import <preload>`, `--cpu-prof`). */
+  nodeArgs?: readonly string[];
   onStderrLine?: (line: string, at: number) => void;
 }
 
@@ -94,14 +98,14 @@ export async function startGatewayChild(options: GatewayChildOptions): Promise<G
       ephemeral: { root, idleTtlMs: options.idleTtlMs ?? 0, ...(options.maxLeases === undefined ? {} : { maxLeases: options.maxLeases }) },
       gc: { onStartup: options.gcOnStartup ?? false, intervalMs: options.gcIntervalMs ?? 0 },
     },
-    runner: { kind: "echo" },
+    runner: options.runner ?? { kind: "echo" },
   };
   await writeFile(configPath, JSON.stringify(config, null, 2));
 
   let onReady!: (value: { url: string; at: number }) => void;
   const ready = new Promise<{ url: string; at: number }>((resolve) => (onReady = resolve));
   const spawnedAt = performance.now();
-  const child = spawnNode([CLI_BIN, "gateway", "run", "--port", "0", "--state-dir", stateDir, "--config", configPath], {
+  const child = spawnNode([...(options.nodeArgs ?? []), CLI_BIN, "gateway", "run", "--port", "0", "--state-dir", stateDir, "--config", configPath], {
     env,
     cwd: dir,
     onStdoutLine: (line, at) => {
