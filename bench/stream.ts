@@ -253,6 +253,8 @@ async function measureRuns(
 }
 
 function rowsFor(label: string, samples: readonly RunSample[], size: number, reps: number): Row[] {
+  // One copy of the reply inside a JSON frame ("\n" is escaped to 2 bytes).
+  const escaped = JSON.stringify(LINE.repeat(Math.ceil(size / LINE.length)).slice(0, size)).length - 2;
   const mib = size === 1024 * 1024 ? "1 MB" : `${(size / 1024).toFixed(0)} KiB`;
   const median = (values: number[]): number => stats(values).p50;
   const ratio = (pick: (s: RunSample) => number): number => median(samples.map(pick)) / size;
@@ -279,6 +281,9 @@ function rowsFor(label: string, samples: readonly RunSample[], size: number, rep
     valueRow(`stream.${label}.wire.chat`, `    chat delta frames`, ratio((s) => s.received.chatDelta), "x", { display: `${ratio((s) => s.received.chatDelta).toFixed(2)}× in ${frames((s) => s.received.chatDeltaFrames)} frames` }),
     valueRow(`stream.${label}.wire.agent`, `    agent assistant frames`, ratio((s) => s.received.agentAssistant), "x", { display: `${ratio((s) => s.received.agentAssistant).toFixed(2)}× in ${frames((s) => s.received.agentAssistantFrames)} frames` }),
     valueRow(`stream.${label}.wire.final`, `    chat final frame (the whole reply)`, ratio((s) => s.received.chatFinal), "x"),
+    valueRow(`stream.${label}.wire.floor`, `    floor: the reply once per stream (chat deltas, agent deltas, final), JSON-escaped`, (3 * escaped) / size, "x", {
+      note: "every read-scoped client gets both the chat and the agent events of a run (protocol §6.1), and the final chat event carries the whole message",
+    }),
     valueRow(`stream.${label}.wire.other`, `    everything else (ack, lifecycle events)`, ratio((s) => s.socketBytes - s.received.chatDelta - s.received.agentAssistant - s.received.chatFinal), "x"),
   ];
 }
