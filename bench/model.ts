@@ -1,5 +1,5 @@
 /**
- * Measure 7: the openai runner against a loopback mock model. Three things interleaved one for one,
+ * Measure 8: the openai runner against a loopback mock model. Three things interleaved one for one,
  * so all three see the same machine state: the model round-trip floor (the runner's own request
  * from this process, no gateway), the raw-fs floor of an implicit session (section 1's), and a
  * paced send → final through a gateway child with that runner. The target compares them:
@@ -17,7 +17,7 @@ import { envInt, sleep, stats } from "./lib/stats.ts";
 import { ephemeralFloor } from "./modes.ts";
 
 export const MODEL_ENV = {
-  BENCH_MODEL_PACED: "section 7: model round trips, raw-fs floors and paced sends with the openai runner, interleaved one for one (default 300 each, after BENCH_WARMUP of each)",
+  BENCH_MODEL_PACED: "section 8: model round trips, raw-fs floors and paced sends with the openai runner, interleaved one for one (default 300 each, after BENCH_WARMUP of each)",
 };
 
 interface Interleaved {

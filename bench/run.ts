@@ -5,7 +5,7 @@
  * ratio compares numbers measured in this same run on this machine; targets are printed beside the
  * numbers with the gap when missed, and nothing fails on them.
  *
- * Environment: BENCH_ONLY=latency,modes,cold-start,memory,collector,security,model,upstream,scale picks sections; the
+ * Environment: BENCH_ONLY=latency,modes,cold-start,memory,collector,security,stream,model,scale,upstream picks sections; the
  * counts are listed with each section (BENCH_PACED, BENCH_SESSIONS, BENCH_ORPHANS, …) and in
  * docs/benchmarks.md. Everything is created under one mkdtemp(os.tmpdir()/ocgw-bench-*) root,
  * removed at the end, on failure and on Ctrl-C; child processes are killed by PID.
@@ -26,6 +26,7 @@ import { MODEL_ENV, modelSection } from "./model.ts";
 import { MODES_ENV, modesSection } from "./modes.ts";
 import { SCALE_ENV, scaleSection } from "./scale.ts";
 import { SECURITY_ENV, securitySection } from "./security.ts";
+import { STREAM_ENV, streamSection } from "./stream.ts";
 import { UPSTREAM_ENV, upstreamSection } from "./upstream.ts";
 
 const SECTIONS: readonly { name: string; title: string; run: (ctx: SectionContext) => Promise<void>; env: Record<string, string> }[] = [
@@ -35,9 +36,10 @@ const SECTIONS: readonly { name: string; title: string; run: (ctx: SectionContex
   { name: "memory", title: "4. gateway RSS, idle and with live sessions", run: memorySection, env: MEMORY_ENV },
   { name: "collector", title: "5. collector: orphans reclaimed vs rm -rf, and acks during a start-up sweep", run: collectorSection, env: COLLECTOR_ENV },
   { name: "security", title: "6. pre-auth flood and token compare", run: securitySection, env: SECURITY_ENV },
-  { name: "model", title: "7. openai runner against a loopback mock model: the round-trip floor and send → final", run: modelSection, env: MODEL_ENV },
-  { name: "upstream", title: "8. side by side with the real OpenClaw 2026.9.6 (BENCH_UPSTREAM=1)", run: upstreamSection, env: UPSTREAM_ENV },
+  { name: "stream", title: "7. a long reply: event-loop delay and bytes on the wire while it streams", run: streamSection, env: STREAM_ENV },
+  { name: "model", title: "8. openai runner against a loopback mock model: the round-trip floor and send → final", run: modelSection, env: MODEL_ENV },
   { name: "scale", title: "9. 100,000 live sessions in one gateway", run: scaleSection, env: SCALE_ENV },
+  { name: "upstream", title: "10. side by side with the real OpenClaw 2026.9.6 (BENCH_UPSTREAM=1)", run: upstreamSection, env: UPSTREAM_ENV },
 ];
 
 const only = (process.env.BENCH_ONLY ?? "")

@@ -1,5 +1,5 @@
 /**
- * Measure 8 (BENCH_UPSTREAM=1): the same latency measures against ocgw and the real OpenClaw
+ * Measure 10 (BENCH_UPSTREAM=1): the same latency measures against ocgw and the real OpenClaw
  * 2026.9.6, side by side in one run. Both gateways run as children at the same time, both answer
  * from the same loopback mock model (ocgw through its openai runner, `idleTtlMs` 0, ephemeral
  * workspaces; OpenClaw through its `openai-completions` provider), and the rounds alternate
@@ -18,11 +18,11 @@ import { type Row, statRow, valueRow } from "./lib/report.ts";
 import { type Stats, envInt, median, sleep, stats } from "./lib/stats.ts";
 
 export const UPSTREAM_ENV = {
-  BENCH_UPSTREAM: `1 = section 8 runs ocgw and the real openclaw@${OPENCLAW_VERSION} side by side (installed into node_modules/.cache/ocgw-openclaw on first use, as npm run test:openclaw does); otherwise one row says it was skipped`,
-  BENCH_UPSTREAM_ROUNDS: "section 8: rounds per gateway, alternating (default 3)",
-  BENCH_UPSTREAM_PACED: "section 8: paced sends per gateway per round (default 20)",
-  BENCH_UPSTREAM_BURST: "section 8: sends written at once per gateway per round (default 50)",
-  BENCH_UPSTREAM_WARMUP: "section 8: sends per gateway before the rounds (default 5)",
+  BENCH_UPSTREAM: `1 = section 10 runs ocgw and the real openclaw@${OPENCLAW_VERSION} side by side (installed into node_modules/.cache/ocgw-openclaw on first use, as npm run test:openclaw does); otherwise one row says it was skipped`,
+  BENCH_UPSTREAM_ROUNDS: "section 10: rounds per gateway, alternating (default 3)",
+  BENCH_UPSTREAM_PACED: "section 10: paced sends per gateway per round (default 20)",
+  BENCH_UPSTREAM_BURST: "section 10: sends written at once per gateway per round (default 50)",
+  BENCH_UPSTREAM_WARMUP: "section 10: sends per gateway before the rounds (default 5)",
 };
 
 interface Side {

@@ -42,6 +42,8 @@ export interface GatewayChildOptions {
    * is compiled at every start, as on a first start), or a directory of its own.
    */
   compileCache?: "shared" | "off" | { dir: string };
+  /** Node options before the CLI's path (e.g. `--import <preload>`, `--cpu-prof`). */
+  nodeArgs?: readonly string[];
   onStderrLine?: (line: string, at: number) => void;
 }
 
@@ -106,7 +108,7 @@ export async function startGatewayChild(options: GatewayChildOptions): Promise<G
   let onReady!: (value: { url: string; at: number }) => void;
   const ready = new Promise<{ url: string; at: number }>((resolve) => (onReady = resolve));
   const spawnedAt = performance.now();
-  const child = spawnNode([CLI_BIN, "gateway", "run", "--port", "0", "--state-dir", stateDir, "--config", configPath], {
+  const child = spawnNode([...(options.nodeArgs ?? []), CLI_BIN, "gateway", "run", "--port", "0", "--state-dir", stateDir, "--config", configPath], {
     env,
     cwd: dir,
     onStdoutLine: (line, at) => {

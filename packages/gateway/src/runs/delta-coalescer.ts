@@ -4,14 +4,24 @@
  * pipe read per chunk).
  */
 
+/**
+ * The longest reply (in UTF-16 characters, 16 Ki) that a delta still attaches whole as its
+ * snapshot, on the doubling schedule. Snapshots let a client that joined mid-reply catch up
+ * (OpenClaw's control UI resyncs from `message` when it has one); past this length a reply
+ * streams as its deltas alone, so each event stream carries a long reply about once (a 1 MiB
+ * reply with snapshots up to its length would carry it about three times per stream).
+ */
+export const SNAPSHOT_MAX_CHARS = 16 * 1024;
+
 /** One delta as the wire carries it. */
 export interface CoalescedDelta {
   /** The reply text new since the previous delta; never empty. */
   readonly delta: string;
   /**
-   * The whole reply so far, present only when it is at least twice as long as the last snapshot
-   * sent (the first delta always carries one): the snapshots of a reply of n characters add up to
-   * less than 2n, however many deltas it takes.
+   * The whole reply so far. The first delta always carries one; a later delta carries one only when
+   * the reply is at least twice as long as the last snapshot sent and at most
+   * {@link SNAPSHOT_MAX_CHARS} long. So the snapshots of a reply add up to less than its first
+   * delta plus 2 × SNAPSHOT_MAX_CHARS characters, however long it is and however many deltas it takes.
    */
   readonly snapshot?: string;
 }
@@ -37,8 +47,9 @@ export interface DeltaCoalescer {
 
 /**
  * A throttle with a size valve. The number of deltas is at most one per window plus one per
- * `maxBytes` of text, and each carries only its own text plus, on a doubling schedule, a
- * snapshot: the bytes of all deltas of a reply of n bytes stay below 3n plus a constant per delta.
+ * `maxBytes` of text, and each carries only its own text plus, on a doubling schedule that stops
+ * at {@link SNAPSHOT_MAX_CHARS}, a snapshot: the characters of all deltas of a reply of n
+ * characters stay below n + its first delta + 2 × SNAPSHOT_MAX_CHARS, plus a constant per delta.
  * Timers only end windows; nothing reads the clock, so a reply produced in one synchronous burst
  * always gives the same deltas.
  */
@@ -57,7 +68,7 @@ export function createDeltaCoalescer(options: DeltaCoalescerOptions): DeltaCoale
     pending = "";
     pendingBytes = 0;
     sentLength += delta.length;
-    if (sentLength >= 2 * snapshotLength) {
+    if (snapshotLength === 0 || (sentLength >= 2 * snapshotLength && sentLength <= SNAPSHOT_MAX_CHARS)) {
       snapshotLength = sentLength;
       emit({ delta, snapshot: reply });
     } else {

@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { CONFIG_DEFAULTS } from "../../src/config/index.ts";
+import { SNAPSHOT_MAX_CHARS } from "../../src/runs/delta-coalescer.ts";
 import { withTimeout } from "../protocol/helpers.ts";
 import type { CloseInfo } from "../protocol/helpers.ts";
 import { connect, startTestGateway } from "./harness.ts";
@@ -77,5 +78,55 @@ describe("streaming a long reply", () => {
     const bound = Math.ceil(reply.length / CONFIG_DEFAULTS.gateway.deltaMaxBytes) + 2;
     expect(chatDeltas.length).toBeLessThanOrEqual(bound);
     expect(agentDeltas.length).toBeLessThanOrEqual(bound);
+  });
+
+  it("regression (snapshots of a long reply): a 1 MiB reply reaches a client in about 3× its size, once per stream (chat deltas, agent deltas, the final message)", async () => {
+    const t = await startTestGateway();
+    const client = await connect(t.url);
+    const size = 1024 * 1024;
+    const runId = `mib-${randomUUID()}`;
+    const bytes = { chatDelta: 0, agentAssistant: 0, final: 0, other: 0 };
+    let deltaText = "";
+    let finalText: string | undefined;
+    const ended = new Promise<"final" | CloseInfo>((resolve) => {
+      client.ws.on("message", (data: Buffer) => {
+        const frame = JSON.parse(data.toString("utf8")) as RunFrame & { id?: string };
+        const payload = frame.payload;
+        if (frame.type === "res" && frame.id !== undefined && (payload as { runId?: string } | undefined)?.runId === runId) bytes.other += data.length;
+        if (frame.type !== "event" || payload?.runId !== runId) return;
+        if (frame.event === "chat" && payload.state === "delta") {
+          bytes.chatDelta += data.length;
+          deltaText += payload.deltaText ?? "";
+        } else if (frame.event === "agent" && payload.stream === "assistant") {
+          bytes.agentAssistant += data.length;
+        } else if (frame.event === "chat" && payload.state === "final") {
+          bytes.final += data.length;
+          finalText = payload.message?.content.map((block) => block.text).join("");
+          resolve("final");
+        } else {
+          bytes.other += data.length;
+        }
+      });
+      void client.closed.then(resolve);
+    });
+
+    const res = await client.request("chat.send", { sessionKey: "mib-reply", message: `/echo:bytes ${size} 1024`, idempotencyKey: runId });
+    expect(res.ok).toBe(true);
+    expect(await withTimeout(ended, "the run's final chat event", 30_000)).toBe("final");
+    expect(finalText).toHaveLength(size);
+    expect(deltaText).toBe(finalText);
+    // The reply's JSON-escaped size: what one copy of it costs inside a frame ("\n" is 2 bytes).
+    const escaped = JSON.stringify(finalText).length - 2;
+
+    // Each stream carries the reply once, plus snapshots bounded by a constant and an envelope per
+    // frame (at most one frame per deltaMaxBytes, and the first chunk). Before the fix the
+    // doubling snapshots went on to the end: about 2.9× the reply on each of the two streams.
+    const frames = Math.ceil(size / CONFIG_DEFAULTS.gateway.deltaMaxBytes) + 2;
+    const perStream = escaped + 1024 + 2 * SNAPSHOT_MAX_CHARS + frames * 400;
+    expect(bytes.chatDelta).toBeLessThanOrEqual(perStream);
+    expect(bytes.agentAssistant).toBeLessThanOrEqual(perStream);
+    expect(bytes.final).toBeLessThanOrEqual(escaped + 400);
+    const total = bytes.chatDelta + bytes.agentAssistant + bytes.final + bytes.other;
+    expect(total / size).toBeLessThan(3.25);
   });
 });

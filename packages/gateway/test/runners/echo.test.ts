@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { GatewayError } from "../../src/errors.ts";
-import { createEchoRunner } from "../../src/runners/index.ts";
+import { createEchoRunner, ECHO_BYTES_LINE, ECHO_MAX_BYTES } from "../../src/runners/index.ts";
 import { makeInput, pause, rejection } from "./helpers.ts";
 
 describe("echo runner", () => {
@@ -57,6 +57,31 @@ describe("echo runner", () => {
     expect(arrivals[2]).toBeGreaterThanOrEqual(35);
   });
 
+  it("/echo:bytes replies exactly n bytes in chunk-sized deltas, one per turn of the event loop", async () => {
+    const runner = createEchoRunner();
+    const { input, deltas } = makeInput({ message: "/echo:bytes 1000 300" });
+    const pending = runner.run(input);
+    // Only the first chunk is delivered synchronously; each next one waits for a turn of the loop.
+    expect(deltas).toHaveLength(1);
+    const output = await pending;
+    expect(deltas.map((d) => d.length)).toEqual([300, 300, 300, 100]);
+    expect(output.text).toHaveLength(1000);
+    expect(deltas.join("")).toBe(output.text);
+    expect(output.text.startsWith(ECHO_BYTES_LINE)).toBe(true);
+    expect(Buffer.byteLength(output.text, "utf8")).toBe(1000);
+    expect(await runner.run(makeInput({ message: "/echo:bytes 0 5" }).input)).toEqual({ text: "", stopReason: "stop" });
+  });
+
+  it("/echo:bytes stops at the next chunk once aborted", async () => {
+    const runner = createEchoRunner();
+    const { input, deltas, controller } = makeInput({ message: "/echo:bytes 100000 10" });
+    const pending = runner.run(input);
+    controller.abort(new GatewayError("RUNNER_ABORTED", "stop"));
+    const error = await rejection(pending);
+    expect(error).toBeInstanceOf(GatewayError);
+    expect(deltas).toHaveLength(1);
+  });
+
   it("/echo:stream 0 replies with nothing", async () => {
     const runner = createEchoRunner();
     const { input, deltas } = makeInput({ message: "/echo:stream 0 5" });
@@ -66,7 +91,7 @@ describe("echo runner", () => {
 
   it("rejects malformed directives with their usage, and echoes lookalikes", async () => {
     const runner = createEchoRunner();
-    for (const message of ["/echo:sleep soon hi", "/echo:stream 3", `/echo:stream 10001 1`, "/echo:sleep 9999999999 x"]) {
+    for (const message of ["/echo:sleep soon hi", "/echo:stream 3", `/echo:stream 10001 1`, "/echo:sleep 9999999999 x", "/echo:bytes 10 0", `/echo:bytes ${ECHO_MAX_BYTES + 1} 1`, "/echo:bytes 10"]) {
       const error = await rejection(runner.run(makeInput({ message }).input));
       expect(error.code, message).toBe("RUNNER_FAILED");
       expect(error.message).toContain("/echo:");

@@ -146,6 +146,37 @@ describe("openai runner", () => {
     });
   });
 
+  it("regression (a buffered reply decoded in one turn): a reply already waiting in the socket is decoded one body chunk per turn of the event loop", async () => {
+    // 4,000 events of ~330 bytes (1.3 MB), written at once. Before the fix every chunk that the
+    // socket had buffered was decoded (and, in the gateway, broadcast) before any timer, request
+    // or other socket got a turn: libuv delivers up to 32 reads of 64 KiB in one poll phase.
+    const piece = "x".repeat(250);
+    const body = [...Array.from({ length: 4000 }, () => event(content(piece))), event(content("", "stop")), "data: [DONE]\n\n"].join("");
+    const stub = await startStub((res) => {
+      sseHead(res);
+      res.end(body);
+    });
+    let delivered = 0;
+    let beforeNextTurn: number | undefined;
+    const { input } = makeInput({
+      onDelta: () => {
+        delivered += 1;
+        if (delivered !== 1) return;
+        // Hold the loop on the first delta so that the rest of the reply piles up in the socket
+        // buffers, then count how many deltas arrive before the event loop's next turn.
+        const until = Date.now() + 300;
+        while (Date.now() < until);
+        setImmediate(() => (beforeNextTurn = delivered));
+      },
+    });
+    const output = await runner({ baseUrl: stub.origin, model: "m" }).run(input);
+    expect(output.text).toHaveLength(4000 * 250);
+    expect(delivered).toBe(4000);
+    // One body chunk is at most one socket read (64 KiB): ~200 of these events.
+    expect(beforeNextTurn).toBeDefined();
+    expect(beforeNextTurn as number).toBeLessThanOrEqual(Math.ceil((64 * 1024) / event(content(piece)).length) + 1);
+  });
+
   it("sends no Authorization without an apiKey and maps finish_reason length", async () => {
     const stub = await startStub((res) => {
       sseHead(res);

@@ -3,7 +3,7 @@
  * linear bound they give, whatever the chunking.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type CoalescedDelta, createDeltaCoalescer } from "../../src/runs/delta-coalescer.ts";
+import { type CoalescedDelta, SNAPSHOT_MAX_CHARS, createDeltaCoalescer } from "../../src/runs/delta-coalescer.ts";
 
 function collect(windowMs: number, maxBytes: number) {
   const out: CoalescedDelta[] = [];
@@ -87,6 +87,22 @@ describe("delta coalescer", () => {
       { delta: "ghijk" },
       { delta: "lmnopqrstuvw", snapshot: "abcdefghijklmnopqrstuvw" },
     ]);
+  });
+
+  it("regression (snapshots of a long reply): stops attaching snapshots past SNAPSHOT_MAX_CHARS, so a long reply costs its length once plus a constant", () => {
+    // Before: the doubling schedule went on to the end, and the snapshots of a 1 MiB reply added
+    // up to another 1–2 MiB on each of the chat and agent streams.
+    const { out, coalescer } = collect(100, 1024);
+    const chunk = "0123456789abcdef".repeat(16); // 256 characters
+    const chunks = (1024 * 1024) / chunk.length;
+    for (let i = 0; i < chunks; i += 1) coalescer.push(chunk);
+    coalescer.flush();
+    const reply = chunk.repeat(chunks);
+    expect(out.map((d) => d.delta).join("")).toBe(reply);
+    const snapshots = out.filter((d) => d.snapshot !== undefined).map((d) => (d.snapshot as string).length);
+    expect(snapshots[0]).toBe(chunk.length);
+    expect(Math.max(...snapshots)).toBeLessThanOrEqual(SNAPSHOT_MAX_CHARS);
+    expect(wireChars(out)).toBeLessThan(reply.length + chunk.length + 2 * SNAPSHOT_MAX_CHARS);
   });
 
   it("keeps a reply's wire text under 3× its length, one-character chunks included", () => {
