@@ -11,6 +11,7 @@ import type { AddressInfo, Socket } from "node:net";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
+import { connectFrame } from "./lib/client.ts";
 import type { SectionContext } from "./lib/context.ts";
 import { type GatewayChild, type RunnerConfig, startGatewayChild } from "./lib/gateway-child.ts";
 import { type Row, statRow, valueRow } from "./lib/report.ts";
@@ -77,14 +78,7 @@ async function connectRaw(url: string, token: string): Promise<RawClient> {
       }
       const frame = JSON.parse(data.toString("utf8")) as { type: string; event?: string; id?: string; ok?: boolean; error?: unknown };
       if (frame.event === "connect.challenge") {
-        ws.send(
-          JSON.stringify({
-            type: "req",
-            id: "connect",
-            method: "connect",
-            params: { minProtocol: 4, maxProtocol: 4, client: { id: "cli", mode: "cli", version: "bench", platform: process.platform }, auth: { token }, scopes: ["operator.admin"] },
-          }),
-        );
+        ws.send(connectFrame(token));
       } else if (frame.type === "res" && frame.id === "connect") {
         if (frame.ok === true) resolve();
         else reject(new Error(`connect refused: ${JSON.stringify(frame.error)}`));

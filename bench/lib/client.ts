@@ -42,6 +42,16 @@ interface Waiter<T> {
 const AGENT_EVENT_PREFIX = '{"type":"event","event":"agent"';
 const EARLY_LIMIT = 10_000;
 
+/** The bench's `connect` request (protocol v4, the CLI's client id, admin scope), as the text frame it sends. */
+export function connectFrame(token: string): string {
+  return JSON.stringify({
+    type: "req",
+    id: "connect",
+    method: "connect",
+    params: { minProtocol: 4, maxProtocol: 4, client: { id: "cli", mode: "cli", version: "bench", platform: process.platform }, auth: { token }, scopes: ["operator.admin"] },
+  });
+}
+
 export async function connectClient(url: string, token: string, timeoutMs = 10_000): Promise<BenchClient> {
   const ws = new WebSocket(url, { perMessageDeflate: false });
   const responses = new Map<string, Waiter<Response>>();
@@ -83,14 +93,7 @@ export async function connectClient(url: string, token: string, timeoutMs = 10_0
     }
     if (frame.type !== "event") return;
     if (frame.event === "connect.challenge") {
-      ws.send(
-        JSON.stringify({
-          type: "req",
-          id: "connect",
-          method: "connect",
-          params: { minProtocol: 4, maxProtocol: 4, client: { id: "cli", mode: "cli", version: "bench", platform: process.platform }, auth: { token }, scopes: ["operator.admin"] },
-        }),
-      );
+      ws.send(connectFrame(token));
       return;
     }
     const state = frame.payload?.state;

@@ -3,7 +3,7 @@
  * real OpenClaw): warm-up sends, paced sends (one at a time), a burst (written back to back) and
  * filling a gateway with live sessions (a batch in flight at a time). Every send is on a fresh key.
  */
-import { type BenchClient, type Sent, chatSend } from "./client.ts";
+import { type BenchClient, type RunEnd, type Sent, chatSend } from "./client.ts";
 import { sleep } from "./stats.ts";
 
 export interface Paced {
@@ -28,17 +28,22 @@ export async function pacedSends(client: BenchClient, options: { count: number; 
   const result: Paced = { ack: [], final: [], refused: 0 };
   for (let i = 0; i < options.count; i++) {
     const key = `${options.prefix}-${i}`;
-    const sent = await chatSend(client, { sessionKey: key, message: "hello there", idempotencyKey: key }, options.endTimeoutMs);
-    if (!sent.ack.ok) {
-      result.refused += 1;
-      continue;
-    }
-    result.ack.push(sent.ack.at - sent.t0);
-    const end = await sent.end;
-    if (end.state === "final") result.final.push(end.at - sent.t0);
+    await tally(result, await chatSend(client, { sessionKey: key, message: "hello there", idempotencyKey: key }, options.endTimeoutMs));
     await sleep(options.gapMs ?? 2);
   }
   return result;
+}
+
+/** Counts one send into `result`: refused, or its ack time and, once it ended `final`, its send → final. */
+async function tally(result: Paced, sent: Sent): Promise<RunEnd | undefined> {
+  if (!sent.ack.ok) {
+    result.refused += 1;
+    return undefined;
+  }
+  result.ack.push(sent.ack.at - sent.t0);
+  const end = await sent.end;
+  if (end.state === "final") result.final.push(end.at - sent.t0);
+  return end;
 }
 
 export interface Burst extends Paced {
@@ -58,14 +63,8 @@ export async function burstSends(client: BenchClient, options: { count: number; 
   let last = Number.NEGATIVE_INFINITY;
   for (const sent of await Promise.all(pending)) {
     first = Math.min(first, sent.t0);
-    if (!sent.ack.ok) {
-      result.refused += 1;
-      continue;
-    }
-    result.ack.push(sent.ack.at - sent.t0);
-    const end = await sent.end;
-    if (end.state === "final") result.final.push(end.at - sent.t0);
-    last = Math.max(last, end.at);
+    const end = await tally(result, sent);
+    if (end !== undefined) last = Math.max(last, end.at);
   }
   if (Number.isFinite(last)) result.allEndedMs = last - first;
   return result;

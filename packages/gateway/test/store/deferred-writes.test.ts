@@ -3,24 +3,16 @@
  * without harm ride on the next commit instead of making their own. Durability is observed from a
  * second connection to the same file, which sees only commits; the commit counter counts them.
  */
-import * as path from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import { setImmediate as nextMacrotask } from "node:timers/promises";
 import { afterEach, describe, expect, it, onTestFinished, vi } from "vitest";
 import { openStore } from "../../src/store/index.ts";
 import type { Store } from "../../src/store/index.ts";
 import { DEFER_MS } from "../../src/store/transactions.ts";
 import { lease, session } from "./contract.ts";
-import { tempDir } from "./temp-dir.ts";
+import { observedStore } from "./observed-store.ts";
 
 function openPair(): { store: Store; committedState: (leaseId: string) => string | undefined } {
-  const file = path.join(tempDir(), "state.db");
-  const store = openStore({ path: file });
-  const observer = new DatabaseSync(file, { readOnly: true });
-  onTestFinished(() => {
-    observer.close();
-    store.close();
-  });
+  const { store, observer } = observedStore();
   const query = observer.prepare("SELECT state FROM leases WHERE lease_id = ?");
   const committedState = (leaseId: string) => query.get(leaseId)?.["state"] as string | undefined;
   return { store, committedState };

@@ -4,7 +4,6 @@
  * undoes only itself; onCommit callbacks wait for the COMMIT and, if it fails, onAbandon runs.
  * Durability is observed from a second connection to the same file, which sees only commits.
  */
-import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { setImmediate as nextMacrotask } from "node:timers/promises";
 import { describe, expect, it, onTestFinished } from "vitest";
@@ -12,16 +11,10 @@ import { openStore } from "../../src/store/index.ts";
 import type { Store } from "../../src/store/index.ts";
 import { GROUP_SLICE_MS, createTransactions } from "../../src/store/transactions.ts";
 import { session } from "./contract.ts";
-import { tempDir } from "./temp-dir.ts";
+import { observedStore } from "./observed-store.ts";
 
 function openPair(): { store: Store; committedKeys: () => string[] } {
-  const file = path.join(tempDir(), "state.db");
-  const store = openStore({ path: file });
-  const observer = new DatabaseSync(file, { readOnly: true });
-  onTestFinished(() => {
-    observer.close();
-    store.close();
-  });
+  const { store, observer } = observedStore();
   const committedKeys = () => observer.prepare("SELECT session_key FROM sessions ORDER BY session_key").all().map((row) => String(row["session_key"]));
   return { store, committedKeys };
 }
