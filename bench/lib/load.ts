@@ -24,11 +24,16 @@ export async function warmUp(client: BenchClient, options: { count: number; pref
 }
 
 /** `count` sends one at a time, each waited to its end (at most `endTimeoutMs`, default 60 s), `gapMs` apart. */
-export async function pacedSends(client: BenchClient, options: { count: number; prefix: string; gapMs?: number; endTimeoutMs?: number }): Promise<Paced> {
+export async function pacedSends(
+  client: BenchClient,
+  options: { count: number; prefix: string; gapMs?: number; endTimeoutMs?: number; between?: () => Promise<void> },
+): Promise<Paced> {
   const result: Paced = { ack: [], final: [], refused: 0 };
   for (let i = 0; i < options.count; i++) {
     const key = `${options.prefix}-${i}`;
     await tally(result, await chatSend(client, { sessionKey: key, message: "hello there", idempotencyKey: key }, options.endTimeoutMs));
+    // What is measured beside each send (a floor), so both see the same machine state.
+    await options.between?.();
     await sleep(options.gapMs ?? 2);
   }
   return result;
