@@ -71,36 +71,13 @@ function trackSocket(peer: Peer, socket: Socket, deps: ConnectionDeps): void {
   });
 }
 
-/**
- * The replies to the frames of one socket read leave in one write: ws handles every frame of a
- * read synchronously, so the socket is corked at the first and uncorked once the read has been
- * handled (the next tick). Each reply is still handed over as soon as its request is admitted,
- * before the next frame is handled; what it saves is a writev per reply, which on loopback costs
- * more than admitting a turn (a 200-turn read: 200 syscalls became one).
- */
-function corkedReads(socket: Socket): () => void {
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
-    socket.uncork();
-  };
-  return () => {
-    if (corked) return;
-    corked = true;
-    socket.cork();
-    process.nextTick(uncork);
-  };
-}
-
-function receive(peer: Peer, socket: Socket, deps: ConnectionDeps): void {
-  const corkRead = corkedReads(socket);
+function receive(peer: Peer, deps: ConnectionDeps): void {
   peer.ws.on("message", (data, _isBinary) => {
     const buffer = rawDataToBuffer(data);
     if (peer.phase === "handshake") {
       // Never above preauthMaxBytes: ws refuses a larger frame from its header (frame-limit.ts).
       deps.onHandshakeFrame(peer, buffer.toString("utf8"));
     } else if (peer.phase === "open" && peer.conn !== undefined) {
-      corkRead();
       deps.onRequestFrame(peer, peer.conn, buffer.toString("utf8"));
     }
   });
@@ -118,14 +95,14 @@ function armHandshakeTimeout(peer: Peer, deps: ConnectionDeps): void {
 
 /** Takes over a socket the server just accepted. */
 export function acceptConnection(ws: WebSocket, request: IncomingMessage, deps: ConnectionDeps): void {
-  const peer = createPeer(ws, { ...requestIdentity(request), port: request.socket.remotePort });
+  const peer = createPeer(ws, { ...requestIdentity(request), port: request.socket.remotePort }, request.socket);
   deps.peers.add(peer);
   trackSocket(peer, request.socket, deps);
   if (deps.isClosing()) {
     deps.sender.close(peer, CLOSE_SERVICE_RESTART, "service restart");
     return;
   }
-  receive(peer, request.socket, deps);
+  receive(peer, deps);
   armHandshakeTimeout(peer, deps);
   deps.sender.write(peer, encodeEvent("connect.challenge", JSON.stringify({ nonce: randomUUID(), ts: Date.now() }), undefined));
 }

@@ -3,6 +3,7 @@
  * handshake → open → closing → closed; only open peers have a {@link Connection} and are
  * reachable by connId.
  */
+import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 
 /** An authenticated connection as method handlers see it. */
@@ -41,16 +42,41 @@ export interface Peer {
   readonly closed: Promise<void>;
   /** Resolves {@link closed}; called once, by the socket's close handler. */
   readonly settleClosed: () => void;
+  /** Corks the socket until the end of this tick (see {@link corkPerTick}); the sender calls it before each frame. */
+  readonly corkTick: () => void;
 }
 
-export function createPeer(ws: WebSocket, identity: { address: string; port: number | undefined; origin: string | undefined }): Peer {
+/**
+ * What is written to a socket in one tick leaves in one write: the first frame of a tick corks
+ * the socket and the end of the tick (process.nextTick) uncorks it. ws hands every frame of a
+ * read to its handlers synchronously, so the replies to one read go out together, and so do the
+ * events one turn of the loop emits (a run's end: its lifecycle end and its final; the starts of
+ * the runs one commit admitted). Each frame is still handed over at once; what is saved is a
+ * `writev` per frame, which on loopback costs more than admitting a turn.
+ */
+export function corkPerTick(socket: Socket): () => void {
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    socket.uncork();
+  };
+  return () => {
+    if (corked) return;
+    corked = true;
+    socket.cork();
+    process.nextTick(uncork);
+  };
+}
+
+export function createPeer(ws: WebSocket, identity: { address: string; port: number | undefined; origin: string | undefined }, socket: Socket): Peer {
   let settleClosed: () => void = () => undefined;
   const closed = new Promise<void>((resolve) => {
     settleClosed = resolve;
   });
   const { address, origin } = identity;
   const remote = `${address}:${identity.port ?? "?"}`;
-  return { ws, remote, address, origin, inFlight: 0, phase: "handshake", conn: undefined, seq: 0, alive: true, handshakeTimer: undefined, abort: new AbortController(), closed, settleClosed };
+  const corkTick = corkPerTick(socket);
+  return { ws, remote, address, origin, inFlight: 0, phase: "handshake", conn: undefined, seq: 0, alive: true, handshakeTimer: undefined, abort: new AbortController(), closed, settleClosed, corkTick };
 }
 
 export function clearHandshakeTimer(peer: Peer): void {

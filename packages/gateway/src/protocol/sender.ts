@@ -60,6 +60,8 @@ function write(options: SenderOptions, peer: Peer, text: string): boolean {
     closePeer(options, peer, CLOSE_POLICY_VIOLATION, "slow consumer");
     return false;
   }
+  // Every frame of this tick to this peer leaves in one write (peer.ts, corkPerTick).
+  peer.corkTick();
   peer.ws.send(text);
   return true;
 }

@@ -48,6 +48,8 @@ export interface Transactions {
 interface Queued {
   write: () => void;
   onAbandon: (error: unknown) => void;
+  /** The group call (or lone `later`) that queued it: a slice never splits one. */
+  unit: number;
 }
 
 interface Waiting {
@@ -77,6 +79,8 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
   let waiting: Waiting[] = [];
   /** Admission writes queued for the open group's COMMIT, in the order they were queued. */
   let queued: Queued[] = [];
+  /** Numbers the group calls and lone `later` calls, for {@link Queued.unit}. */
+  let unit = 0;
 
   function settle(error: unknown): void {
     const list = waiting;
@@ -94,8 +98,10 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
    */
   function applyQueued(error?: unknown, until = Infinity): void {
     let done = 0;
-    while (done < queued.length && (done === 0 || performance.now() < until)) {
+    while (done < queued.length) {
       const entry = queued[done] as Queued;
+      // The writes of one admission (its session, its run) are committed together.
+      if (done > 0 && entry.unit !== (queued[done - 1] as Queued).unit && performance.now() >= until) break;
       done += 1;
       if (error !== undefined) {
         entry.onAbandon(error);
@@ -188,6 +194,7 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
   /** Runs `fn` with the writes it makes undone (and its callbacks dropped) if it throws. */
   function undoable<T>(fn: () => T, rollback: () => void): T {
     const mark = waiting.length;
+    const queuedMark = queued.length;
     depth += 1;
     try {
       const result = fn();
@@ -200,6 +207,8 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
     } catch (error) {
       rollback();
       waiting.length = mark;
+      // What it queued for the group's commit is dropped with it.
+      queued.length = Math.min(queued.length, queuedMark);
       throw error;
     } finally {
       depth -= 1;
@@ -263,6 +272,7 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
     group(fn) {
       if (depth > 0) return fn();
       openAs("group");
+      unit += 1;
       return inSavepoint(fn);
     },
     deferred(fn) {
@@ -281,7 +291,8 @@ export function createTransactions(db: DatabaseSync, log: (line: string) => void
         return;
       }
       openAs("group");
-      queued.push({ write, onAbandon });
+      if (depth === 0) unit += 1;
+      queued.push({ write, onAbandon, unit });
     },
     onCommit(callback, onAbandon) {
       if (depth === 0 && open === undefined) callback();

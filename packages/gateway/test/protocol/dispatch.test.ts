@@ -67,6 +67,25 @@ const methods: MethodTable = {
   }),
 };
 
+/**
+ * The writes the gateway's side of `client`'s connection hands to the kernel from now on
+ * (net.Socket's _write/_writev): one entry per call, the number of buffers it carried.
+ */
+function countServerWrites(client: { ws: WebSocket }): number[] {
+  const clientSocket = (client.ws as unknown as { _socket: Socket })._socket;
+  const writes: number[] = [];
+  const proto = Socket.prototype as unknown as Record<"_write" | "_writev", (...args: unknown[]) => unknown>;
+  const original = { _write: proto._write, _writev: proto._writev };
+  onTestFinished(() => void Object.assign(proto, original));
+  for (const name of ["_write", "_writev"] as const) {
+    proto[name] = function (this: Socket, ...args: unknown[]) {
+      if (this.remotePort === clientSocket.localPort) writes.push(name === "_writev" ? (args[0] as unknown[]).length : 1);
+      return original[name].apply(this, args);
+    };
+  }
+  return writes;
+}
+
 describe("dispatch", () => {
   it("writes a synchronous handler's response before it handles the next frame of the same read (acks first)", async () => {
     const order: string[] = [];
@@ -94,18 +113,8 @@ describe("dispatch", () => {
     const admit = defineMethod({ scope: "operator.write", params: z.object({ n: z.int() }), handler: (params: { n: number }) => ({ n: params.n }) });
     const server = await startServer({ methods: { ...methods, "test.admit": admit } });
     const { client } = await connectClient(server.url);
+    const writes = countServerWrites(client);
     const clientSocket = (client.ws as unknown as { _socket: Socket })._socket;
-    // Writes the gateway's side of this connection hands to the kernel (net.Socket's _write/_writev).
-    const writes: number[] = [];
-    const proto = Socket.prototype as unknown as Record<"_write" | "_writev", (...args: unknown[]) => unknown>;
-    const original = { _write: proto._write, _writev: proto._writev };
-    onTestFinished(() => void Object.assign(proto, original));
-    for (const name of ["_write", "_writev"] as const) {
-      proto[name] = function (this: Socket, ...args: unknown[]) {
-        if (this.remotePort === clientSocket.localPort) writes.push(name === "_writev" ? (args[0] as unknown[]).length : 1);
-        return original[name].apply(this, args);
-      };
-    }
     clientSocket.cork();
     for (let n = 1; n <= 20; n += 1) client.sendJson({ type: "req", id: `admit-${n}`, method: "test.admit", params: { n } });
     clientSocket.uncork();
@@ -113,6 +122,16 @@ describe("dispatch", () => {
     // One read of 20 frames (sent in one write) → its 20 replies in one writev (ws hands over each
     // frame as header + payload: 40 buffers). Uncorked, each reply was a writev of its own.
     expect(writes).toEqual([40]);
+  });
+
+  it("hands the events written in one tick to the kernel in one write (a run's end: its lifecycle end and its final)", async () => {
+    const server = await startServer({ methods });
+    const { client } = await connectClient(server.url);
+    const writes = countServerWrites(client);
+    await new Promise((resolve) => setImmediate(resolve));
+    for (let n = 1; n <= 5; n += 1) server.broadcast("tick", { n });
+    for (let n = 1; n <= 5; n += 1) await client.next((frame) => frame.type === "event" && frame.event === "tick" && (frame.payload as { n: number }).n === n);
+    expect(writes).toEqual([10]);
   });
 
   it("runs a method and echoes the request id", async () => {

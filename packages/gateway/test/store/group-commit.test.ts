@@ -137,6 +137,35 @@ describe("writes queued for the group's commit (store.later)", () => {
     expect(store.commits - before).toBeGreaterThan(1);
   });
 
+  it("regression: a slice never splits the writes one group call queued (an admission's session and its run commit together)", async () => {
+    const { store, committedKeys } = openPair();
+    const spin = (ms: number) => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    store.group(() => {
+      store.later(() => (spin(GROUP_SLICE_MS + 1), store.insertSession(session("first"))), () => undefined);
+      store.later(() => void store.insertSession(session("second")), () => undefined);
+    });
+    await nextMacrotask();
+    expect(committedKeys()).toEqual(["first", "second"]);
+  });
+
+  it("regression: a group call that throws drops what it queued", async () => {
+    const { store, committedKeys } = openPair();
+    const abandoned: string[] = [];
+    expect(() =>
+      store.group(() => {
+        store.later(() => void store.insertSession(session("undone")), () => abandoned.push("undone"));
+        throw new Error("refused");
+      }),
+    ).toThrow("refused");
+    store.group(() => store.later(() => void store.insertSession(session("kept")), () => abandoned.push("kept")));
+    await nextMacrotask();
+    expect(committedKeys()).toEqual(["kept"]);
+    expect(abandoned).toEqual([]);
+  });
+
   it("are abandoned when the store closes under them without a database to write to", () => {
     const db = new DatabaseSync(":memory:");
     const tx = createTransactions(db);
