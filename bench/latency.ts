@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { chatSend, connectClient } from "./lib/client.ts";
 import type { SectionContext } from "./lib/context.ts";
 import { startGatewayChild } from "./lib/gateway-child.ts";
-import { pacedSends } from "./lib/load.ts";
+import { burstSends, pacedSends } from "./lib/load.ts";
 import { statRow, valueRow } from "./lib/report.ts";
 import { envInt, sleep, stats } from "./lib/stats.ts";
 import { ephemeralFloor } from "./modes.ts";
@@ -64,24 +64,10 @@ export async function latencySection(ctx: SectionContext): Promise<void> {
         prefix: "paced",
         between: async () => void floorPaced.push(await timedFloor(floorRoot)),
       });
-      let refused = pacedRefused;
-      const commitsPerSession = ((await storeCommits(client)) - commitsBefore) / Math.max(1, paced - refused);
+      const commitsPerSession = ((await storeCommits(client)) - commitsBefore) / Math.max(1, paced - pacedRefused);
       await sleep(100);
-      const burstSends = [];
-      for (let i = 0; i < burst; i++) {
-        burstSends.push(chatSend(client, { sessionKey: `burst-${i}`, message: "hello there", idempotencyKey: `burst-${i}` }));
-      }
-      const burstAck: number[] = [];
-      const burstFinal: number[] = [];
-      for (const sent of await Promise.all(burstSends)) {
-        if (!sent.ack.ok) {
-          refused += 1;
-          continue;
-        }
-        burstAck.push(sent.ack.at - sent.t0);
-        const end = await sent.end;
-        if (end.state === "final") burstFinal.push(end.at - sent.t0);
-      }
+      const { ack: burstAck, final: burstFinal, refused: burstRefused } = await burstSends(client, { count: burst, prefix: "burst" });
+      const refused = pacedRefused + burstRefused;
       const floor = { paced: floorPaced, burstMs: await floorAtOnce(floorRoot, burst) };
       await rm(floorRoot, { recursive: true, force: true });
       ctx.rows.push(

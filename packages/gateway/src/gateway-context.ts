@@ -247,7 +247,7 @@ function admitSession(
   via: SessionOrigin,
   mode: WorkspaceMode | undefined,
 ): { session: SessionRecord; created: boolean } {
-  const known = deps.store.getSession(target.key) ?? admitting.get(target.key);
+  const known = admitting.get(target.key) ?? deps.store.getSession(target.key);
   if (known !== undefined) return { session: known, created: false };
   // Its first turn is admitted with it: the row is written with that turn's time as its last interaction.
   const record = { ...newSession(deps, target, via, mode), lastInteractionAt: Date.now() };

@@ -79,19 +79,20 @@ export function createMethods(ctx: GatewayContext): MethodTable {
     // acks are written (sessions.changed and the run's start wait for it; store/transactions.ts).
     const outcome = store.group(() => {
       // A known runId is a replay (in_flight, cached or conflict): answered from the run alone, it creates no session.
-      const replay = runs.known(params.runId);
-      const admitted = replay ? undefined : ctx.admitSession(target, params.kind === "agent" ? "run" : "implicit", params.workspace === false ? "none" : undefined);
-      return runs.submit({
+      const replayed = runs.replay(params.runId, params.message);
+      if (replayed !== undefined) return replayed;
+      const admitted = ctx.admitSession(target, params.kind === "agent" ? "run" : "implicit", params.workspace === false ? "none" : undefined);
+      return runs.admit({
         runId: params.runId,
         kind: params.kind,
         sessionKey: target.key,
         agentId: target.agentId,
         message: params.message,
-        mode: admitted?.session.workspaceMode ?? "none",
+        mode: admitted.session.workspaceMode,
         useWorkspace: params.workspace !== false,
         timeoutMs: params.timeoutMs,
         acked: params.acked,
-        newSession: admitted?.created === true,
+        newSession: admitted.created,
       });
     });
     return { target, outcome };

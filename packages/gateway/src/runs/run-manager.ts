@@ -75,10 +75,15 @@ export interface RunManagerOptions {
 }
 
 export interface RunManager {
-  /** Admits a run, or answers a replay of its idempotencyKey. Throws IDEMPOTENCY_CONFLICT for reused keys with other input. */
+  /** Admits a run, or answers a replay of its idempotencyKey: {@link replay}, else {@link admit}. */
   submit(input: SubmitInput): SubmitOutcome;
-  /** A run admitted (in flight) or on record with this id: a new turn with it is a replay. */
-  known(runId: string): boolean;
+  /**
+   * The answer to a replay of `runId` (in flight, or on record), or undefined when no run has it.
+   * Throws IDEMPOTENCY_CONFLICT when it was used with another message.
+   */
+  replay(runId: string, message: string): SubmitOutcome | undefined;
+  /** Admits a new run; for a runId {@link replay} found nothing. Throws RUN_QUEUE_FULL when the session's queue is full. */
+  admit(input: SubmitInput): SubmitOutcome;
   /** Aborts the session's active and queued runs (only `runId` when given); returns the run ids aborted. */
   abort(sessionKey: string, runId?: string, reason?: Error): string[];
   /** Aborts every run of a session and resolves once they have all ended. */
@@ -266,7 +271,6 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     if (next !== undefined) void execute(next);
   }
 
-  /** A run acknowledged as started whose record could not be committed: it ends in error, unrun. */
   /** Hands the session's lane to its next run (returned, not started), or removes it. */
   function nextInLane(run: Run): Run | undefined {
     const lane = lanes.get(run.sessionKey);
@@ -318,69 +322,74 @@ export function createRunManager(options: RunManagerOptions): RunManager {
     if (!run.controller.signal.aborted) run.controller.abort(reason);
   }
 
+  function replay(runId: string, message: string): SubmitOutcome | undefined {
+    const active = runs.get(runId);
+    if (active !== undefined) {
+      if (active.inputHash !== hashInput(message)) throw conflict(runId);
+      return { state: "in_flight", run: active };
+    }
+    const record = store.getRun(runId);
+    if (record !== undefined) {
+      if (record.inputHash !== hashInput(message)) throw conflict(runId);
+      return { state: "cached", record };
+    }
+    return undefined;
+  }
+
+  function admit(input: SubmitInput): SubmitOutcome {
+    const inputHash = hashInput(input.message);
+    const waiting = lanes.get(input.sessionKey)?.waiting.length ?? 0;
+    if (waiting >= maxQueuedRuns) {
+      throw new GatewayError("RUN_QUEUE_FULL", `Session "${input.sessionKey}" already has ${waiting} runs waiting (session.maxQueuedRuns)`, { retryable: true, details: { waiting } });
+    }
+    const acceptedAt = Date.now();
+    let resolve!: (result: RunResult) => void;
+    const done = new Promise<RunResult>((r) => (resolve = r));
+    const recorded = Promise.withResolvers<undefined>();
+    // Handled: a queued run looks at it only when its turn comes, maybe long after it settled.
+    recorded.promise.catch(() => undefined);
+    const run: Run = {
+      runId: input.runId,
+      kind: input.kind,
+      sessionKey: input.sessionKey,
+      agentId: input.agentId,
+      message: input.message,
+      inputHash,
+      mode: input.mode,
+      // A "none" session still takes a (directory-less) lease from the none provider, so the
+      // ledger records it like every other workspace.
+      useWorkspace: input.useWorkspace,
+      timeoutMs: input.timeoutMs ?? options.defaultTimeoutMs,
+      processToken: randomUUID(),
+      controller: new AbortController(),
+      // Never rejects: a run whose ack could not be written still runs (it is admitted and recorded).
+      acked: input.acked.catch(() => undefined),
+      newSession: input.newSession === true,
+      recorded: recorded.promise,
+      acceptedAt,
+      done,
+      resolve,
+      seq: 0,
+    };
+    // In its lane from here on (a replay of its runId is in_flight, chat.abort reaches it); its
+    // record is written right before the admission group commits, after the acks of the whole
+    // read (store.later), and it runs once that commit is made.
+    runs.set(run.runId, run);
+    enqueue(run);
+    store.later(
+      () => {
+        recordRun(run);
+        store.onCommit(() => recorded.resolve(undefined), recorded.reject);
+      },
+      recorded.reject,
+    );
+    return { state: "started", run };
+  }
+
   return {
-    submit(input) {
-      const inputHash = hashInput(input.message);
-      const active = runs.get(input.runId);
-      if (active !== undefined) {
-        if (active.inputHash !== inputHash) throw conflict(input.runId);
-        return { state: "in_flight", run: active };
-      }
-      const record = store.getRun(input.runId);
-      if (record !== undefined) {
-        if (record.inputHash !== inputHash) throw conflict(input.runId);
-        return { state: "cached", record };
-      }
-      const waiting = lanes.get(input.sessionKey)?.waiting.length ?? 0;
-      if (waiting >= maxQueuedRuns) {
-        throw new GatewayError("RUN_QUEUE_FULL", `Session "${input.sessionKey}" already has ${waiting} runs waiting (session.maxQueuedRuns)`, { retryable: true, details: { waiting } });
-      }
-      const acceptedAt = Date.now();
-      let resolve!: (result: RunResult) => void;
-      const done = new Promise<RunResult>((r) => (resolve = r));
-      const recorded = Promise.withResolvers<undefined>();
-      // Handled: a queued run looks at it only when its turn comes, maybe long after it settled.
-      recorded.promise.catch(() => undefined);
-      const run: Run = {
-        runId: input.runId,
-        kind: input.kind,
-        sessionKey: input.sessionKey,
-        agentId: input.agentId,
-        message: input.message,
-        inputHash,
-        mode: input.mode,
-        // A "none" session still takes a (directory-less) lease from the none provider, so the
-        // ledger records it like every other workspace.
-        useWorkspace: input.useWorkspace,
-        timeoutMs: input.timeoutMs ?? options.defaultTimeoutMs,
-        processToken: randomUUID(),
-        controller: new AbortController(),
-        // Never rejects: a run whose ack could not be written still runs (it is admitted and recorded).
-        acked: input.acked.catch(() => undefined),
-        newSession: input.newSession === true,
-        recorded: recorded.promise,
-        acceptedAt,
-        done,
-        resolve,
-        seq: 0,
-      };
-      // In its lane from here on (a replay of its runId is in_flight, chat.abort reaches it); its
-      // record is written right before the admission group commits, after the acks of the whole
-      // read (store.later), and it runs once that commit is made.
-      runs.set(run.runId, run);
-      enqueue(run);
-      store.later(
-        () => {
-          recordRun(run);
-          store.onCommit(() => recorded.resolve(undefined), recorded.reject);
-        },
-        recorded.reject,
-      );
-      return { state: "started", run };
-    },
-    known(runId) {
-      return runs.has(runId) || store.getRun(runId) !== undefined;
-    },
+    submit: (input) => replay(input.runId, input.message) ?? admit(input),
+    replay,
+    admit,
     abort(sessionKey, runId, reason) {
       const lane = lanes.get(sessionKey);
       if (lane === undefined) return [];

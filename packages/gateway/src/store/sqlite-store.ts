@@ -163,10 +163,16 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     }
   }
 
-  /** Before a read: open, and an open admission group committed first (see transactions.ts). Every write goes through `tx.write`. */
+  /** Before a read: open, and an open admission group committed first (see transactions.ts). */
   function ensureOpen(): void {
     assertOpen();
     tx.beforeRead();
+  }
+
+  /** A write: joins the enclosing transaction, or commits at once with whatever is open (see transactions.ts). */
+  function write<T>(fn: () => T): T {
+    assertOpen();
+    return tx.write(fn);
   }
 
   function sessionList(byAgent: boolean, bySearch: boolean): { rows: StatementSync; total: StatementSync } {
@@ -216,8 +222,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     insertSession(record) {
-      assertOpen();
-      return tx.write(() => {
+      return write(() => {
         const result = stmt.insertSession.run(
           record.key,
           record.sessionId,
@@ -234,8 +239,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     patchSession(key, patch) {
-      assertOpen();
-      return tx.write(() => {
+      return write(() => {
         const row = stmt.patchSession.get({
           key,
           setLabel: flag(patch.label),
@@ -254,10 +258,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     deleteSession(key) {
-      assertOpen();
-      return tx.write(() => {
-        return Number(stmt.deleteSession.run(key).changes) > 0;
-      });
+      return write(() => Number(stmt.deleteSession.run(key).changes) > 0);
     },
 
     listSessions(query = {}) {
@@ -273,8 +274,7 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     appendMessage(message) {
-      assertOpen();
-      return tx.write(() => {
+      return write(() => {
         const id = randomUUID();
         // JSON.stringify(undefined) is undefined, not text; store it as JSON null.
         const content = JSON.stringify(message.content) ?? "null";
@@ -314,17 +314,11 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     clearMessages(sessionKey) {
-      assertOpen();
-      return tx.write(() => {
-        return Number(stmt.clearMessages.run(sessionKey).changes);
-      });
+      return write(() => Number(stmt.clearMessages.run(sessionKey).changes));
     },
 
     insertRun(run) {
-      assertOpen();
-      return tx.write(() => {
-        return Number(stmt.insertRun.run(run.runId, run.sessionKey, run.kind, run.inputHash, run.startedAt, run.processToken ?? null, run.owner ?? null).changes) === 1;
-      });
+      return write(() => Number(stmt.insertRun.run(run.runId, run.sessionKey, run.kind, run.inputHash, run.startedAt, run.processToken ?? null, run.owner ?? null).changes) === 1);
     },
 
     getRun(runId) {
@@ -334,25 +328,18 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     finishRun(runId, end) {
-      assertOpen();
-      return tx.write(() => {
+      return write(() => {
         const result = stmt.finishRun.run(end.status, end.summary ?? null, end.replyText ?? null, end.errorMessage ?? null, end.endedAt, runId);
         return Number(result.changes) === 1;
       });
     },
 
     failRunningRuns(endedAt, errorMessage) {
-      assertOpen();
-      return tx.write(() => {
-        return Number(stmt.failRunningRuns.run(errorMessage, endedAt).changes);
-      });
+      return write(() => Number(stmt.failRunningRuns.run(errorMessage, endedAt).changes));
     },
 
     forgetRunProcesses(owner) {
-      assertOpen();
-      return tx.write(() => {
-        return Number(stmt.forgetRunProcesses.run(owner).changes);
-      });
+      return write(() => Number(stmt.forgetRunProcesses.run(owner).changes));
     },
 
     runProcessOwners() {
@@ -361,52 +348,33 @@ function createStore(db: DatabaseSync, file: string, schemaVersion: number, log?
     },
 
     pruneRuns(endedBefore) {
-      assertOpen();
-      return tx.write(() => {
-        return Number(stmt.pruneRuns.run(endedBefore).changes);
-      });
+      return write(() => Number(stmt.pruneRuns.run(endedBefore).changes));
     },
 
     pruneReleasedLeases(releasedBefore) {
-      assertOpen();
-      return tx.write(() => {
-        return Number(stmt.pruneReleasedLeases.run(releasedBefore).changes);
-      });
+      return write(() => Number(stmt.pruneReleasedLeases.run(releasedBefore).changes));
     },
 
     recordLease(lease) {
-      assertOpen();
-      return tx.write(() => {
+      return write(() => {
         stmt.recordLease.run(lease.leaseId, lease.sessionKey, lease.kind, lease.mode, lease.path, lease.instanceId, lease.createdAt);
       });
     },
 
     markLeaseLive(leaseId, live) {
-      assertOpen();
-      return tx.write(() => {
-        return Number(stmt.markLeaseLive.run(live.path, live.dev, live.ino, leaseId).changes) === 1;
-      });
+      return write(() => Number(stmt.markLeaseLive.run(live.path, live.dev, live.ino, leaseId).changes) === 1);
     },
 
     markLeaseReleasing(leaseId) {
-      assertOpen();
-      return tx.write(() => {
-        return Number(stmt.markLeaseReleasing.run(leaseId).changes) === 1;
-      });
+      return write(() => Number(stmt.markLeaseReleasing.run(leaseId).changes) === 1);
     },
 
     markLeaseReleased(leaseId, end) {
-      assertOpen();
-      return tx.write(() => {
-        return Number(stmt.markLeaseReleased.run(end.releasedAt, end.reason, end.outcome, end.error ?? null, leaseId).changes) === 1;
-      });
+      return write(() => Number(stmt.markLeaseReleased.run(end.releasedAt, end.reason, end.outcome, end.error ?? null, leaseId).changes) === 1);
     },
 
     markLeaseFailed(leaseId, error, at) {
-      assertOpen();
-      return tx.write(() => {
-        return Number(stmt.markLeaseFailed.run(error, at, leaseId).changes) === 1;
-      });
+      return write(() => Number(stmt.markLeaseFailed.run(error, at, leaseId).changes) === 1);
     },
 
     getLease(leaseId) {
